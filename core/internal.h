@@ -1,0 +1,34 @@
+/*
+ * internal.h - helpers shared inside the library (ckpt__ prefix, never
+ * exported: the version script keeps only ckpt_ symbols).
+ */
+#ifndef CKPT_CORE_INTERNAL_H
+#define CKPT_CORE_INTERNAL_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shmckpt.h"
+
+/* Wrap a system call's result the liburing/libuv way. */
+#define CKPT__ERR(ret) ((ret) < 0 ? -errno : (ret))
+
+/* Record the details of a failure for ckpt_last_error(); returns @code so
+ * that callers can write: return ckpt__fail(-EBUSY, "held by %d", pid); */
+int ckpt__fail(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void ckpt__clear_error(void);
+
+/* 0 if @name is a valid stream name, else -EINVAL with a message. */
+int ckpt__check_name(const char *name);
+
+uint64_t ckpt__mono_ns(void);
+uint64_t ckpt__real_ns(void);
+
+/* Logging for the library's background threads (stderr, one line). */
+enum { CKPT_LOG_ERROR = 0, CKPT_LOG_WARN = 1, CKPT_LOG_INFO = 2, CKPT_LOG_DEBUG = 3 };
+void ckpt__log(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,33 @@
+#!/bin/sh
+# run-tests.sh BUILD LABEL TIMEOUT TEST... - run each test program alone under
+# a timeout.  Exit 0 = pass, 77 = skip (the test prints why), else fail.
+# Logs go to BUILD/test-logs/; a failing test's log is printed.
+set -u
+build=$1 label=$2 tmo=$3
+shift 3
+logs="$build/test-logs"
+mkdir -p "$logs"
+pass=0 fail=0 skip=0 failed=""
+for t in "$@"; do
+	bin="$build/tests/$t"
+	log="$logs/$t.log"
+	start=$(date +%s)
+	timeout --kill-after=10 "$tmo" "$bin" >"$log" 2>&1
+	rc=$?
+	secs=$(( $(date +%s) - start ))
+	case $rc in
+	0) pass=$((pass + 1)); printf '  PASS  %-32s %4ss\n' "$t" "$secs" ;;
+	77) skip=$((skip + 1))
+	    printf '  SKIP  %-32s %s\n' "$t" "$(grep -m1 -i 'skip' "$log" | cut -c1-100)" ;;
+	124|137) fail=$((fail + 1)); failed="$failed $t"
+	    printf '  FAIL  %-32s timed out after %ss\n' "$t" "$tmo" ;;
+	*) fail=$((fail + 1)); failed="$failed $t"
+	    printf '  FAIL  %-32s exit %s\n' "$t" "$rc" ;;
+	esac
+done
+for t in $failed; do
+	echo "---- $label: $t (last 60 lines of $logs/$t.log) ----"
+	tail -n 60 "$logs/$t.log"
+done
+echo "$label: $pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
