@@ -22,7 +22,7 @@ TEST_TIMEOUT ?= 300
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wvla -Wundef \
 	-Wcast-align -Wwrite-strings -Wnull-dereference
-CPPFLAGS += -D_GNU_SOURCE -Icore -Ishm -Iiouring -Idrivers
+CPPFLAGS += -D_GNU_SOURCE -Icore -Ishm -Iiouring -Idrivers -Idrivers/kafka
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -fPIC $(WARN) -pthread
 LDLIBS   := -luring -lxxhash -lpthread
@@ -46,9 +46,18 @@ BENCH_SRCS := $(sort $(wildcard perf/bench_*.c))
 BENCH_BINS := $(BENCH_SRCS:perf/%.c=$(O)/perf/%)
 BENCH_NAMES := $(patsubst bench_%,%,$(basename $(notdir $(BENCH_SRCS))))
 
-TOOL_SRCS := $(sort $(wildcard drivers/*.c))
+# The Kafka driver: its own static library over librdkafka, so the core
+# library does not depend on Kafka.
+KAFKA_SRCS := $(sort $(wildcard drivers/kafka/*.c))
+KAFKA_OBJS := $(KAFKA_SRCS:%.c=$(O)/obj/%.o)
+KAFKA_A    := $(if $(KAFKA_SRCS),$(O)/lib/libshmckpt_kafka.a)
+
+# drivers/shmckptd.c is the sidecar daemon; every other drivers/*.c is a
+# part of the one 'shmckpt' command-line tool.
+DAEMON_SRC := $(wildcard drivers/shmckptd.c)
+TOOL_SRCS := $(sort $(filter-out $(DAEMON_SRC),$(wildcard drivers/*.c)))
 TOOL_OBJS := $(TOOL_SRCS:%.c=$(O)/obj/%.o)
-TOOLS     := $(if $(TOOL_SRCS),$(O)/bin/shmckpt)
+TOOLS     := $(if $(TOOL_SRCS),$(O)/bin/shmckpt) $(if $(DAEMON_SRC),$(O)/bin/shmckptd)
 
 .PHONY: all lib tests benches tools deps test test-plain test-asan test-tsan \
 	check bench demo install uninstall clean
@@ -56,12 +65,12 @@ TOOLS     := $(if $(TOOL_SRCS),$(O)/bin/shmckpt)
 
 all: lib tools tests benches
 
-lib: $(LIB_A) $(LIB_SO)
+lib: $(LIB_A) $(LIB_SO) $(KAFKA_A)
 tests: $(TEST_BINS)
 benches: $(BENCH_BINS)
 tools: $(TOOLS)
 
-$(O)/obj/%.o: %.c $(wildcard core/*.h shm/*.h iouring/*.h drivers/*.h tests/*.h) Makefile
+$(O)/obj/%.o: %.c $(wildcard core/*.h shm/*.h iouring/*.h drivers/*.h drivers/kafka/*.h tests/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
@@ -79,15 +88,23 @@ $(LIB_SO): $(LIB_OBJS) core/libshmckpt.map
 	ln -sf libshmckpt.so.$(VERSION) $(O)/lib/libshmckpt.so.$(SOVER)
 	ln -sf libshmckpt.so.$(SOVER) $(O)/lib/libshmckpt.so
 
-$(O)/tests/%: $(O)/obj/tests/%.o $(TEST_UTIL) $(LIB_A)
+$(KAFKA_A): $(KAFKA_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+	rm -f $@ && ar rcs $@ $^
 
-$(O)/perf/%: $(O)/obj/perf/%.o $(LIB_A)
+$(O)/tests/%: $(O)/obj/tests/%.o $(TEST_UTIL) $(KAFKA_A) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka -lrdkafka $(LDLIBS) -lm
 
-$(O)/bin/shmckpt: $(TOOL_OBJS) $(LIB_A)
+$(O)/perf/%: $(O)/obj/perf/%.o $(KAFKA_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lrdkafka $(LDLIBS) -lm
+
+$(O)/bin/shmckptd: $(O)/obj/drivers/shmckptd.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(O)/bin/shmckpt: $(TOOL_OBJS) $(KAFKA_A) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lrdkafka $(LDLIBS) -lm
 

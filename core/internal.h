@@ -30,5 +30,7 @@ uint64_t ckpt__real_ns(void);
 enum { CKPT_LOG_ERROR = 0, CKPT_LOG_WARN = 1, CKPT_LOG_INFO = 2, CKPT_LOG_DEBUG = 3 };
 void ckpt__log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Override SHMCKPT_LOG (error|warn|info|debug; default warn). */
+void ckpt__log_set_level(int level);
 
 #endif

@@ -122,14 +122,21 @@ int ckpt_reader_durable(ckpt_reader_t *r, int64_t epoch, uint64_t end_pos)
 				  (long long)epoch,
 				  (unsigned long long)end_pos,
 				  (unsigned long long)rel);
+	ckpt__publish_durable(f, epoch, end_pos);
+	return 0;
+}
+
+void ckpt__publish_durable(struct ckpt_region_flush *f, int64_t epoch,
+			   uint64_t end_pos)
+{
 	/* pairs with ckpt_durable_epoch()'s load_acquire */
 	ckpt__store_release(&f->durable_epoch, (uint64_t)epoch);
 	/* pairs with the producer's load_acquire in wait_room(): it may now
 	 * overwrite everything before end_pos */
 	ckpt__store_release(&f->release_pos, end_pos);
+	/* pairs with ckpt_wait_durable()'s futex wait on the same word */
 	__atomic_add_fetch(&f->durable_futex, 1, __ATOMIC_RELEASE);
 	ckpt__futex_wake(&f->durable_futex);
-	return 0;
 }
 
 int64_t ckpt_reader_durable_epoch(const ckpt_reader_t *r)

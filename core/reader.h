@@ -22,5 +22,8 @@ struct ckpt_reader {
 int ckpt__reader_attach(const char *dir, const char *name, unsigned flags,
 			ckpt_reader_t **out);
 void ckpt__futex_wake(uint32_t *word);
+/* Publish @epoch durable and release ring space up to @end_pos. */
+void ckpt__publish_durable(struct ckpt_region_flush *f, int64_t epoch,
+			   uint64_t end_pos);
 
 #endif

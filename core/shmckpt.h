@@ -192,7 +192,9 @@ int ckpt_wait_durable(const ckpt_stream_t *s, int64_t epoch, int timeout_ms);
 
 enum ckpt_health {
 	CKPT_HEALTHY = 0, /* flushing keeps up */
-	CKPT_BACKPRESSURED = 1, /* the ring filled at least once recently */
+	CKPT_BACKPRESSURED = 1, /* the ring filled since the last status
+				 * call, is over 3/4 full, or a slot could not
+				 * grow (ENOSPC) and is being retried */
 	CKPT_FAILED = 2, /* I/O error: durable epoch frozen, see .error */
 	CKPT_NOFLUSHER = 3, /* external flusher mode and no flusher attached */
 };
@@ -212,7 +214,8 @@ typedef struct ckpt_status {
 	char why[160]; /* a sentence when health != CKPT_HEALTHY */
 } ckpt_status_t;
 
-int ckpt_status(const ckpt_stream_t *s, ckpt_status_t *st);
+/* Fill *st.  Not for the hot path: it may make a system call.  Returns 0. */
+int ckpt_status(ckpt_stream_t *s, ckpt_status_t *st);
 
 /* ------------------------------------------------------------------------
  * Recovered state: what ckpt_open() found (newest valid slot + replay).

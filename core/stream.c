@@ -164,6 +164,14 @@ int ckpt_close(ckpt_stream_t *s)
 		return 0;
 	ckpt__stream_stop(s, &err);
 	ckpt__store_relaxed(&s->rg.hdr->prod.owner_pid, 0);
+	/* Our own flusher made everything committed durable: shared memory
+	 * holds nothing the slots do not, so give it back.  Otherwise (or
+	 * with an external flusher, which may still be at work) it stays for
+	 * the next open (R3). */
+	if (!err && s->opts.flusher == CKPT_FLUSHER_THREAD &&
+	    (int64_t)ckpt__load_acquire(
+			    &s->rg.hdr->flush.durable_epoch) >= s->pr.epoch)
+		(void)ckpt__region_unlink(s->absdir, s->name);
 	ckpt__region_unmap(&s->rg);
 	close(s->lockfd); /* releases the writer lock */
 	close(s->sdirfd);

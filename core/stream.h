@@ -10,6 +10,7 @@
 #include "shmckpt.h"
 
 struct ckpt__flusher;
+struct ckpt__fstream;
 struct ckpt__snap;
 
 struct ckpt_stream {
@@ -19,8 +20,11 @@ struct ckpt_stream {
 	int lockfd; /* holds the writer lock */
 	ckpt_opts_t opts;
 	int64_t recovered_epoch;
-	struct ckpt__snap *snap; /* recovered state; NULL once handed over */
+	struct ckpt__snap *snap; /* recovered state (the flusher's, in
+				  * THREAD mode: read-only until 1st commit) */
 	struct ckpt__flusher *fl; /* CKPT_FLUSHER_THREAD */
+	struct ckpt__fstream *fs; /* our stream inside fl */
+	uint64_t bp_seen; /* backpressure_events at the last ckpt_status */
 	char name[CKPT_NAME_MAX + 1];
 	char absdir[CKPT_DIR_MAX];
 };

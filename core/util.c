@@ -51,9 +51,15 @@ uint64_t ckpt__real_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static int cached = -1; /* racy first use is harmless: same value */
+
+void ckpt__log_set_level(int level)
+{
+	__atomic_store_n(&cached, level, __ATOMIC_RELAXED);
+}
+
 static int log_level(void)
 {
-	static int cached = -1; /* racy first use is harmless: same value */
 	int level = __atomic_load_n(&cached, __ATOMIC_RELAXED);
 	if (level < 0) {
 		const char *s = getenv("SHMCKPT_LOG");

@@ -188,6 +188,7 @@ static inline struct ckpt_rec_hdr *claim(ckpt__producer_t *pr, uint32_t len,
 		/* pairs with the attach-time scan's load_acquire */
 		ckpt__store_release(&h->len, (uint32_t)pad);
 		pr->wpos += pad;
+		at(pr, pr->wpos)->len = 0; /* terminator, as in publish() */
 	}
 	return at(pr, pr->wpos);
 }
@@ -321,13 +322,21 @@ int64_t ckpt__prod_commit(ckpt__producer_t *pr)
 	 * commit_pos in ckpt__rd_next(). */
 	ckpt__store_release(&p->commit_pos, pr->wpos);
 
-	uint64_t used = pr->wpos - pr->release_cache;
-	if (used > p->used_hwm)
-		ckpt__store_relaxed(&p->used_hwm, used);
 	ckpt__count_add(&p->records, pr->nrec);
 	ckpt__count_add(&p->bytes, pr->wpos - start);
 	uint64_t n = p->commits + 1;
 	ckpt__store_relaxed(&p->commits, n);
+	if (CKPT_UNLIKELY((n & 255) == 0)) {
+		/* every 256 commits, look at the flusher's line: refresh
+		 * the cache (fewer slow paths) and the high-water mark.
+		 * Pairs with the flusher's store_release of release_pos. */
+		uint64_t rel = ckpt__load_acquire(&pr->f->release_pos);
+		if (rel > pr->release_cache && rel <= pr->wpos)
+			pr->release_cache = rel;
+		uint64_t used = pr->wpos - pr->release_cache;
+		if (used > p->used_hwm)
+			ckpt__store_relaxed(&p->used_hwm, used);
+	}
 	if (CKPT_UNLIKELY((n & 4095) == 1)) {
 		/* amortised heartbeat: a vDSO clock read, no system call */
 		struct timespec ts;
@@ -391,6 +400,10 @@ static int check_record(ckpt__rd_t *rd, const uint8_t *r, uint64_t left,
 	if (h.len < 8 || h.len % 8 || h.len > left ||
 	    (pos & rg->mask) + h.len > rg->cap)
 		return corrupt(rd, "record length out of bounds", pos);
+	/* fields without meaning must be zero: nothing unchecked slips in */
+	if (h.flags || (h.aux && h.type != CKPT_R_OFFSET))
+		return corrupt(rd, "record header has non-zero reserved bits",
+			       pos);
 	switch (h.type) {
 	case CKPT_R_OFFSET: {
 		struct ckpt_rec_offset o;
@@ -399,7 +412,7 @@ static int check_record(ckpt__rd_t *rd, const uint8_t *r, uint64_t left,
 		memcpy(&o, r, sizeof(o));
 		if (h.aux == 0 || h.aux > CKPT_TOPIC_MAX ||
 		    sizeof(o) + h.aux > h.len || o.partition < 0 ||
-		    o.next_offset < 0)
+		    o.next_offset < 0 || o.zero)
 			return corrupt(rd, "offset record fields invalid", pos);
 		break;
 	}
@@ -424,10 +437,16 @@ static int check_record(ckpt__rd_t *rd, const uint8_t *r, uint64_t left,
 			return corrupt(rd, "padding does not end at the wrap",
 				       pos);
 		break;
-	case CKPT_R_SEAL:
+	case CKPT_R_SEAL: {
+		struct ckpt_rec_seal sl;
 		if (h.len != SEAL_LEN)
 			return corrupt(rd, "seal has the wrong length", pos);
+		memcpy(&sl, r, sizeof(sl));
+		if (sl.reserved)
+			return corrupt(rd, "seal has non-zero reserved bits",
+				       pos);
 		break;
+	}
 	default:
 		return corrupt(rd, "unknown record type", pos);
 	}
@@ -461,7 +480,12 @@ int ckpt__rd_next(ckpt__rd_t *rd, ckpt_epoch_t *ep)
 		if (pos + 8 > commit)
 			return corrupt(rd, "epoch runs past commit position",
 				       pos);
-		if ((len & CKPT_REC_BUSY) || len < 8 || len % 8 ||
+		/* say what it is: a BUSY mark below commit_pos is a record
+		 * its producer never finished, not merely a bad length */
+		if (len & CKPT_REC_BUSY)
+			return corrupt(rd, "half-written record below commit "
+					   "position", pos);
+		if (len < 8 || len % 8 ||
 		    (pos & rg->mask) + len > rg->cap || pos + len > commit)
 			return corrupt(rd, "record length out of bounds", pos);
 		if (ckpt__load_relaxed(&h->type) == CKPT_R_SEAL)
