@@ -93,7 +93,8 @@ struct ckpt_region_flush {
 	uint32_t health; /* enum ckpt_health */
 	uint32_t durable_futex; /* bumped after each durable publish; futex word */
 	char backend[16]; /* NUL-padded name of the I/O backend */
-	uint8_t pad1[CKPT_CACHELINE - 40];
+	uint32_t why_seq; /* seqlock over why[]: odd while it is rewritten */
+	uint8_t pad1[CKPT_CACHELINE - 44];
 	/* line 2-3: counters (single writer: the flusher) */
 	uint64_t epochs_read;
 	uint64_t flushes; /* snapshots made durable */
@@ -129,6 +130,7 @@ _Static_assert(offsetof(struct ckpt_region_prod, owner_pid) == 64, "owner");
 _Static_assert(offsetof(struct ckpt_region_prod, commits) == 128, "pcnt");
 _Static_assert(offsetof(struct ckpt_region_flush, flusher_pid) == 64, "fl");
 _Static_assert(offsetof(struct ckpt_region_flush, backend) == 88, "be");
+_Static_assert(offsetof(struct ckpt_region_flush, why_seq) == 104, "wseq");
 _Static_assert(offsetof(struct ckpt_region_flush, epochs_read) == 128, "fc");
 _Static_assert(offsetof(struct ckpt_region_flush, why) == 256, "why");
 
