@@ -127,6 +127,13 @@ int ckpt__stream_recover(ckpt_stream_t *s)
 	int flockfd = -1, ret;
 	pid_t holder = 0;
 
+	if (s->opts.flags & CKPT_O_NOSLOTS) {
+		/* producer only: state lives wherever the caller's own
+		 * flusher keeps it */
+		s->recovered_epoch = 0;
+		s->snap = ckpt__snap_new();
+		return s->snap ? 0 : -ENOMEM;
+	}
 	if (thread) {
 		ret = ckpt__lock(s->sdirfd, CKPT_LOCK_FLUSHER, &holder);
 		if (ret == -EBUSY)

@@ -88,6 +88,12 @@ enum ckpt_backend {
 
 /* ckpt_opts_t.flags */
 #define CKPT_O_RESET 0x1u /* discard existing slots and region: start empty */
+/* Producer only, with CKPT_FLUSHER_EXTERNAL: the slot files are not this
+ * stream's durable store (a flusher of your own, built on the reader API
+ * below, keeps the snapshots elsewhere).  ckpt_open neither reads nor
+ * creates slots; the recovered state is empty and epochs continue from the
+ * region's committed epoch. */
+#define CKPT_O_NOSLOTS 0x2u
 
 typedef struct ckpt_opts {
 	uint64_t ring_size; /* bytes; power of two in [64 KiB, 1 GiB]; default 8 MiB */

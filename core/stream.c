@@ -76,8 +76,12 @@ int ckpt__opts_resolve(const ckpt_opts_t *in, ckpt_opts_t *o)
 				  o->flusher);
 	if (o->backend < CKPT_BACKEND_AUTO || o->backend > CKPT_BACKEND_FALLBACK)
 		return ckpt__fail(-EINVAL, "unknown backend %d", o->backend);
-	if (o->flags & ~CKPT_O_RESET)
+	if (o->flags & ~(CKPT_O_RESET | CKPT_O_NOSLOTS))
 		return ckpt__fail(-EINVAL, "unknown flags 0x%x", o->flags);
+	if ((o->flags & CKPT_O_NOSLOTS) && o->flusher != CKPT_FLUSHER_EXTERNAL)
+		return ckpt__fail(-EINVAL, "CKPT_O_NOSLOTS needs "
+					   "CKPT_FLUSHER_EXTERNAL: the in-process "
+					   "flusher writes the slots");
 	return 0;
 }
 

@@ -230,6 +230,7 @@ static inline void dg_opts(ckpt_opts_t *o, uint64_t ring)
 	o->max_value = DG_VAL_MAX;
 	o->max_meta = DG_META_MAX;
 	o->flusher = CKPT_FLUSHER_EXTERNAL;
+	o->flags |= CKPT_O_NOSLOTS; /* the test is the flusher */
 	o->full_policy = CKPT_FULL_WAIT;
 	o->full_wait_ms = 10000;
 }

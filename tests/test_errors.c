@@ -54,6 +54,7 @@ static void small_opts(ckpt_opts_t *o)
 	o->max_value = 8192;
 	o->max_meta = 32;
 	o->flusher = CKPT_FLUSHER_EXTERNAL;
+	o->flags |= CKPT_O_NOSLOTS; /* the test is the flusher */
 }
 
 static ckpt_stream_t *must_open(const char *dir, const char *name,
@@ -110,11 +111,20 @@ static void test_second_writer(void **state)
 	}
 	assert_int_equal(tu_wait(child), 0);
 
-	/* one flusher (reader) too */
-	assert_int_equal(ckpt_reader_open(dir, "r9", 0, &r), 0);
+	/* one flusher too: the stream's own flusher thread holds that lock */
 	expect_err(ckpt_reader_open(dir, "r9", 0, &r2), -EBUSY, "flusher pid");
-	ckpt_reader_close(r);
 	assert_int_equal(ckpt_close(s), 0);
+	/* ... and with an external flusher, one reader excludes a second */
+	{
+		ckpt_opts_t o;
+		small_opts(&o);
+		s = must_open(dir, "r9", &o);
+		assert_int_equal(ckpt_reader_open(dir, "r9", 0, &r), 0);
+		expect_err(ckpt_reader_open(dir, "r9", 0, &r2), -EBUSY,
+			   "flusher pid");
+		ckpt_reader_close(r);
+		assert_int_equal(ckpt_close(s), 0);
+	}
 	assert_int_equal(ckpt_holder_pid(dir, "r9"), 0);
 
 	/* a writer in another process, then killed: the lock dies with it */
@@ -642,6 +652,9 @@ static void test_opts_validation(void **state)
 			   cases[i].says);
 		assert_null(s);
 	}
+	ckpt_opts_init(&o); /* NOSLOTS with the in-process flusher */
+	o.flags = CKPT_O_NOSLOTS;
+	expect_err(ckpt_open(dir, "opts", &o, &s), -EINVAL, "NOSLOTS");
 	expect_err(ckpt_open(dir, "opts", NULL, NULL), -EINVAL, "NULL");
 	expect_err(ckpt_open("", "opts", NULL, &s), -EINVAL, "empty");
 	expect_err(ckpt_open("/nonexistent/shmckpt", "opts", NULL, &s), -ENOENT,

@@ -126,6 +126,7 @@ static void child(const char *dir, int64_t n)
 	ckpt_opts_init(&o);
 	o.ring_size = RING;
 	o.flusher = CKPT_FLUSHER_EXTERNAL;
+	o.flags |= CKPT_O_NOSLOTS; /* the test is the flusher */
 	o.full_policy = CKPT_FULL_EAGAIN; /* never sleep: nanosleep is a call */
 	if (ckpt_open(dir, NAME, &o, &s) < 0) {
 		fprintf(stderr, "open: %s\n", ckpt_last_error());

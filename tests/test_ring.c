@@ -34,6 +34,7 @@ static ckpt_stream_t *open_s(const char *dir, int policy)
 	o.max_value = 8192;
 	o.max_meta = 4096;
 	o.flusher = CKPT_FLUSHER_EXTERNAL;
+	o.flags |= CKPT_O_NOSLOTS; /* the test is the flusher */
 	o.full_policy = policy;
 	int ret = ckpt_open(dir, "ring", &o, &s);
 	if (ret < 0)
