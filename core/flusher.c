@@ -108,12 +108,13 @@ void ckpt__why_set(struct ckpt_region_flush *f, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	/* seqlock: odd while rewriting; the release fence orders the odd
-	 * mark before the bytes (pairs with ckpt__why_get's acquire fence) */
+	/* seqlock, without fences (ThreadSanitizer does not model them):
+	 * each byte is stored with release, so a reader whose acquire load
+	 * sees a new byte also sees the odd mark stored before it, and
+	 * retries (pairs with the byte load_acquire in ckpt__why_get) */
 	ckpt__store_relaxed(&f->why_seq, seq + 1);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
 	for (size_t i = 0; i < sizeof(buf); i++)
-		ckpt__store_relaxed(&f->why[i], buf[i]);
+		ckpt__store_release(&f->why[i], buf[i]);
 	/* pairs with ckpt__why_get's first load_acquire */
 	ckpt__store_release(&f->why_seq, seq + 2);
 }
@@ -125,10 +126,9 @@ void ckpt__why_get(const struct ckpt_region_flush *f, char *out, size_t cap)
 	for (int tries = 0; tries < 1000; tries++) {
 		/* pairs with the store_release at the end of ckpt__why_set */
 		uint32_t s1 = ckpt__load_acquire(&f->why_seq);
+		/* pairs with the byte store_release in ckpt__why_set */
 		for (size_t i = 0; i < sizeof(buf); i++)
-			buf[i] = ckpt__load_relaxed(&f->why[i]);
-		/* pairs with the release fence in ckpt__why_set */
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			buf[i] = ckpt__load_acquire(&f->why[i]);
 		if (!(s1 & 1) && s1 == ckpt__load_relaxed(&f->why_seq))
 			break;
 		ckpt__cpu_relax();
