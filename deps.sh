@@ -5,7 +5,7 @@
 #   usage: ./deps.sh [extra-package ...]
 set -u
 PKGS="gcc make liburing-dev libxxhash-dev librdkafka-dev libcmocka-dev \
-pkg-config coreutils util-linux kcat $*"
+pkg-config coreutils util-linux kcat systemtap-sdt-dev $*"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

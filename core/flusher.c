@@ -30,7 +30,9 @@
 #include "fault.h"
 #include "flusher.h"
 #include "internal.h"
+#include "hist.h"
 #include "io.h"
+#include "probes.h"
 #include "reader.h"
 
 #define IO_DEPTH 256u
@@ -53,6 +55,7 @@ struct ckpt__fstream {
 	uint64_t applied_end; /* ring position just past it */
 	int64_t durable; /* newest epoch in a slot, durable */
 	uint64_t pending; /* epochs applied since the last write began */
+	uint64_t pending_ns; /* when the oldest of them was read */
 
 	/* the one write in flight */
 	int busy;
@@ -61,6 +64,7 @@ struct ckpt__fstream {
 	size_t imgcap;
 	int64_t w_epoch;
 	uint64_t w_end, w_seq, w_epochs;
+	uint64_t w_start_ns, w_first_ns; /* encode began; oldest epoch read */
 	int w_slot;
 
 	int failed; /* sticky; the error is in the region */
@@ -221,7 +225,8 @@ static int drain(ckpt__fstream_t *fs)
 		ckpt__snap_set_epoch(fs->snap, ep.epoch);
 		fs->applied = ep.epoch;
 		fs->applied_end = ep.end_pos;
-		fs->pending++;
+		if (!fs->pending++)
+			fs->pending_ns = ckpt__mono_ns();
 		n++;
 	}
 	return n;
@@ -290,6 +295,7 @@ static int start_write(ckpt__flusher_t *fl, ckpt__fstream_t *fs, uint64_t now)
 		fs->img = b;
 		fs->imgcap = cap;
 	}
+	fs->w_start_ns = now;
 	len = ckpt__slot_encode(fs->snap, fs->name, fs->slots.next_seq,
 				ckpt__real_ns(), fs->img, fs->imgcap);
 	if (len < 0) {
@@ -320,7 +326,10 @@ static int start_write(ckpt__flusher_t *fl, ckpt__fstream_t *fs, uint64_t now)
 	fs->w_end = fs->applied_end;
 	fs->w_seq = fs->slots.next_seq++;
 	fs->w_epochs = fs->pending;
+	fs->w_first_ns = fs->pending_ns ? fs->pending_ns : now;
 	fs->pending = 0;
+	fs->pending_ns = 0;
+	CKPT_PROBE3(flush_start, fs->name, fs->w_epoch, (uint64_t)len);
 	return 1;
 }
 
@@ -330,7 +339,20 @@ static void complete(ckpt__fstream_t *fs, struct ckpt__io_op *op, uint64_t now)
 	int t = fs->w_slot;
 
 	fs->busy = 0;
+	CKPT_PROBE4(datasync_done, fs->name, fs->w_epoch, op->res,
+		    op->done_ns - op->submit_ns);
 	if (op->res == 0) {
+		struct ckpt_region_stats *st = &fs->rg->hdr->stats;
+		uint64_t lag = now > fs->w_first_ns ? now - fs->w_first_ns : 0;
+		ckpt__count_add(&st->sync_us[ckpt__hist_bucket(
+				(op->done_ns - op->submit_ns) / 1000)], 1);
+		ckpt__count_add(&st->flush_us[ckpt__hist_bucket(
+				(now - fs->w_start_ns) / 1000)], 1);
+		ckpt__count_add(&st->lag_us[ckpt__hist_bucket(lag / 1000)], 1);
+		ckpt__store_relaxed(&st->last_lag_ns, lag);
+		if (fs->w_epochs > ckpt__load_relaxed(&st->epochs_per_flush_max))
+			ckpt__store_relaxed(&st->epochs_per_flush_max,
+					    fs->w_epochs);
 		fs->slots.valid[t] = 1;
 		fs->slots.epoch[t] = fs->w_epoch;
 		fs->slots.seq[t] = fs->w_seq;
@@ -347,12 +369,15 @@ static void complete(ckpt__fstream_t *fs, struct ckpt__io_op *op, uint64_t now)
 		}
 		/* durable_epoch, then release_pos, then the wake-up (reader.c) */
 		ckpt__publish_durable(f, fs->w_epoch, fs->w_end);
+		CKPT_PROBE3(flush_done, fs->name, fs->w_epoch, fs->w_epochs);
 		return;
 	}
 	if (op->res == -ENOSPC && op->failed_phase == CKPT_IO_WRITE) {
 		/* nothing was synced: the newest slot is intact, and the
 		 * whole image is rewritten next time; not a retry-and-trust */
 		fs->pending += fs->w_epochs;
+		if (!fs->pending_ns || fs->w_first_ns < fs->pending_ns)
+			fs->pending_ns = fs->w_first_ns;
 		enospc_wait(fs, now, "writing a slot", op->len);
 		return;
 	}

@@ -21,6 +21,7 @@
 #include "flusher.h"
 #include "internal.h"
 #include "lock.h"
+#include "probes.h"
 #include "reader.h"
 #include "stream.h"
 
@@ -105,6 +106,7 @@ int ckpt__recover(const char *name, int sdirfd, ckpt__region_t *rg, int reset,
 	 * it is durable, so say so, and free the ring space it covers. */
 	if (release && slot_epoch > dur0)
 		ckpt__publish_durable(f, slot_epoch, durable_end);
+	CKPT_PROBE3(recovery, name, slot_epoch, ckpt__snap_epoch(snap));
 	*snapp = snap;
 	return 0;
 fail_rd:

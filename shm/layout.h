@@ -10,7 +10,7 @@
  *   0      page 0: identity, written once by the creator, then read-only
  *   4096   page 1: written only by the producer (the stream's writer)
  *   8192   page 2: written only by the flusher (the reader)
- *   12288  page 3: reserved (zero)
+ *   12288  page 3: latency histograms, written only by the flusher
  *   16384  the ring: ring_capacity bytes, a power of two
  *
  * Single-writer pages keep the producer's and the flusher's stores on
@@ -109,18 +109,33 @@ struct ckpt_region_flush {
 	uint8_t pad[4096 - 4 * CKPT_CACHELINE - 160];
 };
 
+/* Page 3: flusher-written latency histograms (shm/hist.h has the bucket
+ * rule), for profilers: read without locks, each bucket a relaxed load. */
+struct ckpt_region_stats {
+	uint64_t sync_us[128]; /* 0    one slot write + fdatasync (the I/O) */
+	uint64_t flush_us[128]; /* 1024 encode start -> durable published */
+	uint64_t lag_us[128]; /* 2048 oldest epoch in a write first read ->
+			       * durable published: the durable lag */
+	uint64_t last_lag_ns; /* 3072 lag of the newest durable write */
+	uint64_t epochs_per_flush_max; /* 3080 most epochs coalesced in one */
+	uint8_t pad[4096 - 3088];
+};
+
 struct ckpt_region {
 	struct ckpt_region_id id;
 	struct ckpt_region_prod prod;
 	struct ckpt_region_flush flush;
-	uint8_t reserved[4096];
+	struct ckpt_region_stats stats;
 	/* ring follows at CKPT_REGION_HDR_SIZE */
 };
 
 _Static_assert(sizeof(struct ckpt_region_id) == 4096, "id page");
 _Static_assert(sizeof(struct ckpt_region_prod) == 4096, "producer page");
 _Static_assert(sizeof(struct ckpt_region_flush) == 4096, "flusher page");
+_Static_assert(sizeof(struct ckpt_region_stats) == 4096, "stats page");
 _Static_assert(sizeof(struct ckpt_region) == CKPT_REGION_HDR_SIZE, "header");
+_Static_assert(offsetof(struct ckpt_region, stats) == 12288, "stats");
+_Static_assert(offsetof(struct ckpt_region_stats, last_lag_ns) == 3072, "lag");
 _Static_assert(offsetof(struct ckpt_region_id, layout_version) == 8, "ver");
 _Static_assert(offsetof(struct ckpt_region_id, name) == 80, "name");
 _Static_assert(offsetof(struct ckpt_region_id, dir) == 216, "dir");

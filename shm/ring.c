@@ -19,6 +19,7 @@
 
 #include "atomic.h"
 #include "internal.h"
+#include "probes.h"
 #include "ring.h"
 
 #define ALIGN8(x) (((x) + 7u) & ~(uint64_t)7u)
@@ -112,6 +113,7 @@ static int __attribute__((noinline)) wait_room(ckpt__producer_t *pr,
 	int spins = 0;
 
 	ckpt__count_add(&pr->p->backpressure_events, 1);
+	CKPT_PROBE1(backpressure, end - pr->wpos);
 	for (;;) {
 		/* pairs with the flusher's store_release of release_pos in
 		 * ckpt_reader_durable(): space it frees is no longer read */
@@ -345,6 +347,7 @@ int64_t ckpt__prod_commit(ckpt__producer_t *pr)
 				    (uint64_t)ts.tv_sec * 1000000000ull +
 					    (uint64_t)ts.tv_nsec);
 	}
+	CKPT_PROBE2(commit, pr->epoch, pr->wpos - start);
 	pr->epoch_start = pr->wpos;
 	pr->nrec = 0;
 	return pr->epoch;
