@@ -108,9 +108,9 @@ static void set_invalid(ckpt__slots_t *sl, int i, int err)
 }
 
 /*
- * Open slot @i and read the image its header claims into *img.  0 with
- * *img set (the caller frees), 1 when the file is absent, or an error
- * (recorded in sl->why[i]) that makes the slot invalid.
+ * Open slot @i and, when @img is not NULL, read the image its header claims
+ * into *img.  0 (*img set, the caller frees), 1 when the file is absent,
+ * or an error (recorded in sl->why[i]) that makes the slot invalid.
  */
 static int open_slot(int sdirfd, ckpt__slots_t *sl, int i, void **img,
 		     size_t *len)
@@ -122,8 +122,10 @@ static int open_slot(int sdirfd, ckpt__slots_t *sl, int i, void **img,
 	ssize_t n;
 	int fd;
 
-	*img = NULL;
-	*len = 0;
+	if (img) {
+		*img = NULL;
+		*len = 0;
+	}
 	/* O_NONBLOCK: a FIFO planted under the slot's name must not hang us */
 	fd = openat(sdirfd, slot_path[i],
 		    O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -149,6 +151,8 @@ static int open_slot(int sdirfd, ckpt__slots_t *sl, int i, void **img,
 	(void)fcntl(fd, F_SETFL, 0); /* back to blocking I/O */
 	sl->fd[i] = fd;
 	sl->size[i] = (uint64_t)st.st_size;
+	if (!img)
+		return 0; /* only the descriptor is wanted */
 
 	n = pread(fd, hdr, sizeof(hdr), 0);
 	if (n < 0)
@@ -198,13 +202,31 @@ static int open_slot(int sdirfd, ckpt__slots_t *sl, int i, void **img,
 	return 0;
 }
 
+/* What slot @i's header claims, unverified: only to order the work. */
+static void claim_of(int sdirfd, int i, int64_t *epoch, uint64_t *seq)
+{
+	unsigned char h[48];
+	int fd = openat(sdirfd, slot_path[i],
+			O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+
+	*epoch = -1;
+	*seq = 0;
+	if (fd < 0)
+		return;
+	if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h)) {
+		*epoch = (int64_t)ld64le(h + 16);
+		*seq = ld64le(h + 24);
+	}
+	close(fd);
+}
+
 int ckpt__slots_open(int sdirfd, const char *name, int reset,
 		     ckpt__slots_t *sl, ckpt__snap_t *snap)
 {
-	ckpt__slot_info_t info[2];
-	void *img[2] = { NULL, NULL };
-	size_t len[2] = { 0, 0 };
-	int absent[2] = { 0, 0 }, made = 0, ret = 0, order[2];
+	ckpt__slot_info_t info;
+	int absent[2] = { 0, 0 }, made = 0, ret = 0, order[2] = { 0, 1 };
+	int64_t ce[2];
+	uint64_t cs[2];
 
 	memset(sl, 0, sizeof(*sl));
 	sl->fd[0] = sl->fd[1] = -1;
@@ -220,9 +242,9 @@ int ckpt__slots_open(int sdirfd, const char *name, int reset,
 			absent[i] = 1;
 		}
 	}
-	/* A new stream: both slots made blank.  Also after a crash between
-	 * the two renames of a previous creation (one blank slot present):
-	 * then the missing one is made below, once the other is verified. */
+	/* A new stream: both slots made blank.  After a crash between the
+	 * two renames of a previous creation (one blank slot present), the
+	 * missing one is made below, once the other is verified. */
 	if (reset || (absent[0] && absent[1])) {
 		for (int i = 0; i < 2; i++) {
 			ret = create_blank(sdirfd, name, i);
@@ -233,79 +255,83 @@ int ckpt__slots_open(int sdirfd, const char *name, int reset,
 		made = 1;
 	}
 
-	/* Read and verify both; claims in the headers only order the work */
-	for (int i = 0; i < 2; i++) {
+	/*
+	 * Only the slot whose header claims the newer (epoch, seq) is read
+	 * and verified - in one pass with loading it (a 1 GiB snapshot is
+	 * hashed once) - and the other only if that fails.  The claims are
+	 * untrusted, but they only order the work: a damaged header that
+	 * claims more than it has fails verification like any damage.
+	 */
+	for (int i = 0; i < 2; i++)
+		claim_of(sdirfd, i, &ce[i], &cs[i]);
+	if (ce[1] > ce[0] || (ce[1] == ce[0] && cs[1] > cs[0])) {
+		order[0] = 1;
+		order[1] = 0;
+	}
+	for (int k = 0; k < 2; k++) {
+		int i = order[k];
+		void *img = NULL;
+		size_t len = 0;
+
 		if (absent[i]) {
 			ckpt__fail(-ENOENT, "%s is missing", slot_path[i]);
 			set_invalid(sl, i, -ENOENT);
 			continue;
 		}
-		ret = open_slot(sdirfd, sl, i, &img[i], &len[i]);
+		ret = open_slot(sdirfd, sl, i, sl->newest < 0 ? &img : NULL,
+				&len);
 		if (ret == 1) {
 			absent[i] = 1;
 			ckpt__fail(-ENOENT, "%s is missing", slot_path[i]);
 			set_invalid(sl, i, -ENOENT);
 			continue;
 		}
-		if (ret == 0)
-			ret = ckpt__slot_verify(img[i], len[i], name, &info[i]);
+		if (ret == 0 && sl->newest < 0)
+			ret = ckpt__slot_decode(img, len, name, snap, &info);
+		else if (ret == 0) /* the older one: its header is enough */
+			ret = 2;
+		free(img);
+		if (ret == -ENOMEM)
+			goto out;
+		if (ret == 2) {
+			sl->epoch[i] = ce[i];
+			sl->seq[i] = cs[i];
+			snprintf(sl->why[i], sizeof(sl->why[i]),
+				 "not verified (the other slot is newer)");
+			continue;
+		}
 		if (ret < 0) {
 			set_invalid(sl, i, ret);
-			free(img[i]);
-			img[i] = NULL;
-			if (ret == -ENOMEM)
-				goto out;
 			continue;
 		}
 		sl->valid[i] = 1;
-		sl->epoch[i] = info[i].epoch;
-		sl->seq[i] = info[i].seq;
+		sl->epoch[i] = info.epoch;
+		sl->seq[i] = info.seq;
+		sl->newest = i;
 	}
 	ret = 0;
-
-	/* newest valid: higher epoch, then higher write sequence */
-	order[0] = 0;
-	order[1] = 1;
-	if (sl->valid[1] && (!sl->valid[0] || sl->epoch[1] > sl->epoch[0] ||
-			     (sl->epoch[1] == sl->epoch[0] &&
-			      sl->seq[1] > sl->seq[0]))) {
-		order[0] = 1;
-		order[1] = 0;
-	}
-	for (int k = 0; k < 2; k++) {
-		int i = order[k];
-		if (!sl->valid[i])
-			continue;
-		ret = ckpt__slot_decode(img[i], len[i], name, snap, &info[i]);
-		if (ret == -ENOMEM)
-			goto out;
-		if (ret < 0) { /* verified, yet not loadable: a repeated key */
-			set_invalid(sl, i, ret);
-			continue;
-		}
-		sl->newest = i;
-		break;
-	}
 	if (sl->newest < 0) {
 		ret = ckpt__fail(CKPT_ECORRUPT,
 				 "no valid slot: slot-0: %s; slot-1: %s",
 				 sl->why[0], sl->why[1]);
 		goto out;
 	}
-	if (!sl->valid[1 - sl->newest])
+	if (sl->newest != order[0])
 		ckpt__log(CKPT_LOG_WARN, "stream %s: slot-%d is not valid (%s);"
-			  " using slot-%d (epoch %lld)", name, 1 - sl->newest,
-			  sl->why[1 - sl->newest], sl->newest,
+			  " using slot-%d (epoch %lld)", name, order[0],
+			  sl->why[order[0]], sl->newest,
 			  (long long)sl->epoch[sl->newest]);
-	sl->next_seq = (sl->valid[0] && sl->seq[0] > sl->seq[1] ? sl->seq[0]
-								 : sl->seq[1]) + 1;
+	/* seq only breaks ties of equal epochs: above both claims */
+	sl->next_seq = (cs[0] > cs[1] ? cs[0] : cs[1]) + 1;
+	if (sl->next_seq <= sl->seq[sl->newest])
+		sl->next_seq = sl->seq[sl->newest] + 1;
 	/* the other slot is missing: make it blank (never the newest) */
 	for (int i = 0; i < 2; i++) {
 		if (!absent[i])
 			continue;
 		ret = create_blank(sdirfd, name, i);
 		if (ret == 0)
-			ret = open_slot(sdirfd, sl, i, &img[i], &len[i]);
+			ret = open_slot(sdirfd, sl, i, NULL, NULL);
 		if (ret != 0) {
 			ret = ret > 0 ? -ENOENT : ret;
 			goto out;
@@ -326,8 +352,6 @@ int ckpt__slots_open(int sdirfd, const char *name, int reset,
 		goto out;
 	}
 out:
-	free(img[0]);
-	free(img[1]);
 	if (ret < 0) {
 		ckpt__snap_clear(snap);
 		ckpt__slots_close(sl);
