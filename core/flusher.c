@@ -68,7 +68,8 @@ struct ckpt__fstream {
 	int w_slot;
 
 	int failed; /* sticky; the error is in the region */
-	int failed_pub; /* copy for other threads (atomic) */
+	int failed_pub; /* the error, for other threads (atomic): the
+			 * region's copy may be scribbled over */
 	uint64_t retry_ns; /* ENOSPC: no growth attempt before this */
 	int enospc;
 
@@ -170,7 +171,8 @@ fail(ckpt__fstream_t *fs, int code, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	fs->failed = 1;
-	__atomic_store_n(&fs->failed_pub, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&fs->failed_pub, code ? code : CKPT_EFAILED,
+			 __ATOMIC_RELEASE);
 	ckpt__why_set(fs->f, "%s", why);
 	/* error before health: a reader that sees FAILED finds the error */
 	ckpt__store_release(&fs->f->error, code);
@@ -671,6 +673,11 @@ int ckpt__flusher_drop(ckpt__flusher_t *fl, ckpt__fstream_t *fs)
 }
 
 int ckpt__fstream_failed(const ckpt__fstream_t *fs)
+{
+	return __atomic_load_n(&fs->failed_pub, __ATOMIC_ACQUIRE) != 0;
+}
+
+int ckpt__fstream_error(const ckpt__fstream_t *fs)
 {
 	return __atomic_load_n(&fs->failed_pub, __ATOMIC_ACQUIRE);
 }

@@ -64,6 +64,9 @@ int ckpt__flusher_drop(ckpt__flusher_t *fl, ckpt__fstream_t *fs);
 /* 1 once the stream failed (I/O error, damaged region): it is no longer
  * flushed; its error is in the region.  Any thread. */
 int ckpt__fstream_failed(const ckpt__fstream_t *fs);
+/* The error that failed it, 0 if none: the flusher's own copy, which
+ * nothing in shared memory can overwrite.  Any thread. */
+int ckpt__fstream_error(const ckpt__fstream_t *fs);
 
 /*
  * Recover stream @name: newest valid slot (in @sdirfd) plus a replay of the
