@@ -5,7 +5,8 @@
 #   usage: ./deps.sh [extra-package ...]
 set -u
 PKGS="gcc make liburing-dev libxxhash-dev librdkafka-dev libcmocka-dev \
-pkg-config coreutils util-linux kcat systemtap-sdt-dev $*"
+pkg-config coreutils util-linux e2fsprogs kcat systemtap-sdt-dev clang \
+valgrind cppcheck python3 $*"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
