@@ -97,6 +97,7 @@ struct ckpt__flusher {
 	struct ckpt_fault_plan *fault;
 	uint32_t interval_us;
 	int refs;
+	pid_t pid; /* process whose thread this is */
 	struct ckpt__flusher *reg_next;
 };
 
@@ -557,6 +558,7 @@ int ckpt__flusher_start(int backend, struct ckpt_fault_plan *fault,
 	fl->kind = backend;
 	fl->fault = fault;
 	fl->interval_us = interval_us;
+	fl->pid = getpid();
 	pthread_mutex_init(&fl->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -625,10 +627,11 @@ int ckpt__flusher_add(ckpt__flusher_t *fl, const struct ckpt__fstream_init *in,
 	snprintf(be, sizeof(be), "%s", fl->backend);
 	for (size_t i = 0; i < sizeof(be); i++)
 		ckpt__store_relaxed(&f->backend[i], be[i]);
-	if (!ckpt__load_relaxed(&f->error)) {
-		ckpt__store_relaxed(&f->health, CKPT_HEALTHY);
-		ckpt__why_set(f, "%s", "");
-	}
+	/* A new flusher takes over: an earlier one's failure (recovery
+	 * already distrusted what it may have left unsynced) is history. */
+	ckpt__store_relaxed(&f->error, 0);
+	ckpt__store_relaxed(&f->health, CKPT_HEALTHY);
+	ckpt__why_set(f, "%s", "");
 	ckpt__store_relaxed(&f->heartbeat_ns, ckpt__mono_ns());
 	ckpt__store_relaxed(&f->flusher_pid, (uint32_t)getpid());
 
@@ -723,6 +726,14 @@ int ckpt__flusher_get(int backend, struct ckpt_fault_plan *fault,
 	int ret = 0;
 
 	pthread_mutex_lock(&reg_mu);
+	/* In the child of a fork, the registry lists the parent's flushers,
+	 * whose threads do not exist here: forget them (their memory is the
+	 * parent's copy; freeing it would free nothing of ours). */
+	for (ckpt__flusher_t **pp = &reg_head; *pp;)
+		if ((*pp)->pid != getpid())
+			*pp = (*pp)->reg_next;
+		else
+			pp = &(*pp)->reg_next;
 	for (fl = reg_head; fl; fl = fl->reg_next)
 		if (fl->kind == backend && fl->fault == fault &&
 		    fl->interval_us == interval_us)
@@ -751,7 +762,9 @@ void ckpt__flusher_put(ckpt__flusher_t *fl)
 	ckpt__flusher_t **pp;
 
 	pthread_mutex_lock(&reg_mu);
-	if (--fl->refs > 0) {
+	if (fl->pid != getpid() || --fl->refs > 0) {
+		/* (a handle the parent of a fork opened: its flusher thread
+		 * is not ours to stop) */
 		pthread_mutex_unlock(&reg_mu);
 		return;
 	}
