@@ -13,6 +13,7 @@
  * deleted), the epochs in between exist nowhere: recovery refuses rather
  * than hand back a state that mixes two histories.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -32,6 +33,7 @@ int ckpt__recover(const char *name, int sdirfd, ckpt__region_t *rg, int reset,
 	struct ckpt_region_flush *f = &rg->hdr->flush;
 	uint64_t rel0, durable_end;
 	int64_t dur0, slot_epoch;
+	int failed0;
 	ckpt__snap_t *snap;
 	ckpt_epoch_t ep;
 	ckpt_delta_t d;
@@ -47,8 +49,14 @@ int ckpt__recover(const char *name, int sdirfd, ckpt__region_t *rg, int reset,
 	 * release stores. */
 	dur0 = (int64_t)ckpt__load_acquire(&f->durable_epoch);
 	rel0 = ckpt__load_acquire(&f->release_pos);
+	/* A flusher that failed on I/O may have left its last write in the
+	 * page cache, unsynced: it verifies like a good slot and would be
+	 * lost at a power cut.  Trust nothing past what it published; the
+	 * ring still holds those epochs (never released). */
+	failed0 = !reset && ckpt__load_acquire(&f->error) != 0;
 
-	ret = ckpt__slots_open(sdirfd, name, reset, slots, snap);
+	ret = ckpt__slots_open_bounded(sdirfd, name, reset,
+				       failed0 ? dur0 : INT64_MAX, slots, snap);
 	if (ret < 0)
 		goto fail_snap;
 	slot_epoch = ckpt__snap_epoch(snap);
@@ -104,8 +112,17 @@ int ckpt__recover(const char *name, int sdirfd, ckpt__region_t *rg, int reset,
 	/* The slot may be newer than the region's durable epoch (a flusher
 	 * died between its datasync and its publish; or the region is new):
 	 * it is durable, so say so, and free the ring space it covers. */
-	if (release && slot_epoch > dur0)
+	if (release && slot_epoch > dur0) {
+		/* its writer may have died between write and datasync (a
+		 * SIGKILL mid-flight): make it durable before saying so */
+		if (fdatasync(slots->fd[slots->newest]) < 0) {
+			ret = ckpt__fail(-errno, "slot-%d (epoch %lld) could not "
+					 "be made durable: %s", slots->newest,
+					 (long long)slot_epoch, strerror(errno));
+			goto fail_rd;
+		}
 		ckpt__publish_durable(f, slot_epoch, durable_end);
+	}
 	CKPT_PROBE3(recovery, name, slot_epoch, ckpt__snap_epoch(snap));
 	*snapp = snap;
 	return 0;

@@ -207,12 +207,14 @@ enum ckpt_health {
 
 typedef struct ckpt_status {
 	int health; /* enum ckpt_health */
-	int error; /* the failure (-EIO, -ENOSPC ...) or 0 */
+	int error; /* what stopped flushing (-EIO, CKPT_ECORRUPT ...) or 0;
+		    * ENOSPC is retried, so it shows as BACKPRESSURED + why */
 	int64_t committed_epoch; /* newest committed epoch */
 	int64_t durable_epoch; /* newest durable epoch */
 	uint64_t ring_capacity; /* bytes */
 	uint64_t ring_used; /* bytes committed or staged, not yet released */
-	uint64_t backpressure_events; /* stages that found the ring full */
+	uint64_t backpressure_events; /* stages that found the ring full at
+				       * first look (some found room then) */
 	uint64_t flushes; /* snapshots made durable */
 	uint64_t flush_errors; /* failed writes or datasyncs */
 	uint64_t enospc_retries; /* slot growth refused for space, retried */

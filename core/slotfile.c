@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,6 +224,14 @@ static void claim_of(int sdirfd, int i, int64_t *epoch, uint64_t *seq)
 int ckpt__slots_open(int sdirfd, const char *name, int reset,
 		     ckpt__slots_t *sl, ckpt__snap_t *snap)
 {
+	return ckpt__slots_open_bounded(sdirfd, name, reset, INT64_MAX, sl,
+					snap);
+}
+
+int ckpt__slots_open_bounded(int sdirfd, const char *name, int reset,
+			     int64_t trust_max, ckpt__slots_t *sl,
+			     ckpt__snap_t *snap)
+{
 	ckpt__slot_info_t info;
 	int absent[2] = { 0, 0 }, made = 0, ret = 0, order[2] = { 0, 1 };
 	int64_t ce[2];
@@ -286,13 +295,27 @@ int ckpt__slots_open(int sdirfd, const char *name, int reset,
 			set_invalid(sl, i, -ENOENT);
 			continue;
 		}
-		if (ret == 0 && sl->newest < 0)
+		if (ret == 0 && sl->newest < 0 && ce[i] > trust_max)
+			ret = ckpt__fail(CKPT_ECORRUPT, "%s claims epoch %lld, "
+					 "written by a flusher that then failed "
+					 "on I/O (durable was %lld): not "
+					 "trusted", slot_path[i],
+					 (long long)ce[i], (long long)trust_max);
+		else if (ret == 0 && sl->newest < 0)
 			ret = ckpt__slot_decode(img, len, name, snap, &info);
 		else if (ret == 0) /* the older one: its header is enough */
 			ret = 2;
 		free(img);
 		if (ret == -ENOMEM)
 			goto out;
+		if (ret == CKPT_EVERSION) {
+			/* written by a newer build: falling back to the other
+			 * slot would silently roll back; refuse (R8) */
+			ret = ckpt__fail(CKPT_EVERSION, "%s: %s; open it with "
+					 "that newer build", slot_path[i],
+					 ckpt_last_error());
+			goto out;
+		}
 		if (ret == 2) {
 			sl->epoch[i] = ce[i];
 			sl->seq[i] = cs[i];
