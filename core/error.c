@@ -11,10 +11,15 @@ static _Thread_local char last_error[512];
 
 int ckpt__fail(int code, const char *fmt, ...)
 {
+	char buf[sizeof(last_error)];
 	va_list ap;
+
+	/* via a copy: callers may pass ckpt_last_error() itself as an
+	 * argument, to wrap the detail a lower layer left */
 	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	memcpy(last_error, buf, sizeof(buf));
 	return code;
 }
 

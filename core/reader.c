@@ -96,7 +96,9 @@ int ckpt_reader_close(ckpt_reader_t *r)
 int ckpt_reader_next(ckpt_reader_t *r, ckpt_epoch_t *ep)
 {
 	int ret = ckpt__rd_next(&r->rd, ep);
-	if (ret > 0)
+	/* the counter is the flusher's (single writer): a NOLOCK reader
+	 * only looks */
+	if (ret > 0 && !(r->flags & CKPT_R_NOLOCK))
 		ckpt__count_add(&r->rg.hdr->flush.epochs_read, 1);
 	return ret;
 }

@@ -27,6 +27,7 @@
 #include <xxhash.h>
 
 #include "internal.h"
+#include "layout.h"
 #include "slot.h"
 
 #define SLOT_MAGIC "SHMCKSLT"
@@ -142,7 +143,21 @@ static void hex16(const unsigned char h[16], char out[33])
 		snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
 
-/* XXH3-128 of header bytes [0, HASH_OFF) and then the body, canonical. */
+/* XXH3-128 of header bytes [0, HASH_OFF) and then the body (which starts
+ * at @hdr_size), canonical. */
+static void frame_hash(const unsigned char *img, uint64_t hdr_size,
+		       uint64_t body_len, unsigned char out[16])
+{
+	XXH3_state_t st;
+	XXH128_canonical_t c;
+
+	XXH3_128bits_reset(&st);
+	XXH3_128bits_update(&st, img, HASH_OFF);
+	XXH3_128bits_update(&st, img + hdr_size, (size_t)body_len);
+	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&st));
+	memcpy(out, c.digest, 16);
+}
+
 static void image_hash(const unsigned char *img, uint64_t body_len,
 		       unsigned char out[16])
 {
@@ -297,9 +312,10 @@ ssize_t ckpt__slot_encode(const ckpt__snap_t *s, const char *name,
 		return ret;
 	body_sizes(s, &z);
 	ckpt__snap_get_meta(s, &meta, &meta_len);
-	if (epoch < 0)
-		return ckpt__fail(-EINVAL, "slot: cannot encode negative "
-				  "epoch %lld", (long long)epoch);
+	if (epoch < 0 || epoch > CKPT_EPOCH_MAX)
+		return ckpt__fail(-EINVAL, "slot: cannot encode %s epoch %lld",
+				  epoch < 0 ? "negative" : "above 2^62",
+				  (long long)epoch);
 	/* Epoch 0 means "nothing committed yet": readers take it as blank. */
 	if (epoch == 0 && z.body_len)
 		return ckpt__fail(-EINVAL, "slot: a snapshot with content must "
@@ -587,10 +603,26 @@ static int check_frame(const unsigned char *b, size_t len, uint64_t *body_len)
 	ver = ld32(b + H(format_version));
 	if (ver == 0)
 		return CORRUPT("slot format version is 0");
-	if (ver > CKPT_SLOT_FORMAT_VERSION)
-		return ckpt__fail(CKPT_EVERSION, "slot format version %u is "
-				  "newer than this build reads (up to %u)",
-				  ver, CKPT_SLOT_FORMAT_VERSION);
+	if (ver > CKPT_SLOT_FORMAT_VERSION) {
+		/* Every version keeps the frame (magic, version, header_size
+		 * at 12, body_len at 40, the hash at 256 over header bytes
+		 * [0, 256) and the body): a newer file checks out against
+		 * it, a damaged version field does not.  So damage falls
+		 * back to the other slot (R7) while a newer build's slot is
+		 * refused, never rolled back past (R8). */
+		uint64_t fh = ld32(b + H(header_size)), fb = ld64(b + H(body_len));
+		unsigned char fhash[16];
+		if (fh >= HASH_END && fh <= len && fb <= len - fh) {
+			frame_hash(b, fh, fb, fhash);
+			if (!memcmp(fhash, b + HASH_OFF, 16))
+				return ckpt__fail(CKPT_EVERSION, "slot format "
+						  "version %u is newer than "
+						  "this build reads (up to %u)",
+						  ver, CKPT_SLOT_FORMAT_VERSION);
+		}
+		return CORRUPT("slot format version %u is unknown and the "
+			       "slot's hash does not match: damaged", ver);
+	}
 	hsz = ld32(b + H(header_size));
 	if (hsz != CKPT_SLOT_HDR_SIZE)
 		return CORRUPT("slot header_size %u, version 1 has %u", hsz,
@@ -624,6 +656,8 @@ static int check_header(const unsigned char *b, uint64_t body_len,
 			       "not zero", H(reserved) + bad);
 	if (epoch < 0)
 		return CORRUPT("slot epoch %lld is negative", (long long)epoch);
+	if (epoch > CKPT_EPOCH_MAX)
+		return CORRUPT("slot epoch %lld is above 2^62", (long long)epoch);
 	if (epoch == 0 && body_len)
 		return CORRUPT("slot of epoch 0 (blank) has a %llu-byte body",
 			       (unsigned long long)body_len);
@@ -634,6 +668,9 @@ static int check_header(const unsigned char *b, uint64_t body_len,
 	if (bad < CKPT_NAME_MAX - name_len)
 		return CORRUPT("slot name field has a nonzero byte after its "
 			       "%u-byte name", name_len);
+	if (memchr(b + H(name), '\0', name_len))
+		return CORRUPT("slot name field has a NUL inside its %u-byte "
+			       "name", name_len);
 	memcpy(info->name, b + H(name), name_len);
 	info->name[name_len] = '\0';
 	if (ckpt__check_name(info->name) < 0)

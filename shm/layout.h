@@ -28,6 +28,13 @@
 #define CKPT_CACHELINE 64
 #define CKPT_DIR_MAX 2048 /* longest checkpoint directory path stored */
 
+/* Ring positions and epoch numbers never exceed 2^62: an honest producer
+ * would need centuries to get there, and with that bound no sum of a
+ * position and a length (or an epoch and one) can wrap.  A region or a
+ * slot claiming more is damaged. */
+#define CKPT_POS_MAX (1ull << 62)
+#define CKPT_EPOCH_MAX ((int64_t)1 << 62)
+
 /* Ring geometry limits. */
 #define CKPT_RING_MIN (64u * 1024u)
 #define CKPT_RING_MAX (1024ull * 1024u * 1024u)

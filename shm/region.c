@@ -133,6 +133,7 @@ int ckpt__region_validate(const void *map, size_t len, const char *name,
 	commit = ckpt__load_acquire(&h->prod.commit_pos);
 	release = ckpt__load_acquire(&h->flush.release_pos);
 	if (release > commit || commit - release > cap ||
+	    commit > CKPT_POS_MAX ||
 	    (commit | release) % CKPT_REC_ALIGN)
 		return ckpt__fail(CKPT_ECORRUPT,
 				  "region ring positions are inconsistent "

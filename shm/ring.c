@@ -65,13 +65,31 @@ int ckpt__prod_init(ckpt__producer_t *pr, ckpt__region_t *rg, int full_policy,
 	 * the flusher's store_release of release_pos. */
 	commit = ckpt__load_relaxed(&h->prod.commit_pos);
 	release = ckpt__load_acquire(&h->flush.release_pos);
-	if (release > commit || commit - release > pr->cap || commit % 8)
+	if (release > commit || commit - release > pr->cap || commit % 8 ||
+	    commit > CKPT_POS_MAX)
 		return ckpt__fail(CKPT_ECORRUPT,
 				  "ring positions inconsistent at attach");
 	epoch = (int64_t)ckpt__load_relaxed(&h->prod.committed_epoch);
-	if (epoch < 0)
-		return ckpt__fail(CKPT_ECORRUPT, "committed epoch is negative");
+	/* A writer killed between its store of committed_epoch and that of
+	 * commit_pos leaves committed_epoch one ahead of the ring.  The seal
+	 * that ends at commit_pos is the truth (it is whole: commit_pos is
+	 * stored after it); committed_epoch only counts when that seal was
+	 * already overwritten (everything released, then a dead writer's
+	 * unsealed records over it). */
+	if (commit >= SEAL_LEN) {
+		const struct ckpt_rec_seal *sl =
+			(const void *)(pr->ring + ((commit - SEAL_LEN) & pr->mask));
+		if (sl->h.len == SEAL_LEN && sl->h.type == CKPT_R_SEAL &&
+		    sl->start_pos + sl->body_len + SEAL_LEN == commit &&
+		    sl->epoch && sl->epoch <= (uint64_t)CKPT_EPOCH_MAX)
+			epoch = (int64_t)sl->epoch;
+	}
+	if (epoch < 0 || epoch > CKPT_EPOCH_MAX || min_epoch > CKPT_EPOCH_MAX)
+		return ckpt__fail(CKPT_ECORRUPT, "committed epoch %lld (or "
+				  "recovered %lld) is out of range",
+				  (long long)epoch, (long long)min_epoch);
 	pr->epoch = epoch > min_epoch ? epoch : min_epoch;
+	ckpt__store_relaxed(&h->prod.committed_epoch, (uint64_t)pr->epoch);
 
 	/* A previous writer may have died mid-epoch.  Every record is
 	 * followed by a zero length word (the terminator publish() leaves),
@@ -417,6 +435,10 @@ static int check_record(ckpt__rd_t *rd, const uint8_t *r, uint64_t left,
 		    sizeof(o) + h.aux > h.len || o.partition < 0 ||
 		    o.next_offset < 0 || o.zero)
 			return corrupt(rd, "offset record fields invalid", pos);
+		/* a producer never writes one (topics are C strings) */
+		if (memchr(r + sizeof(o), '\0', h.aux))
+			return corrupt(rd, "offset record topic holds a NUL",
+				       pos);
 		break;
 	}
 	case CKPT_R_PUT:
@@ -471,7 +493,10 @@ int ckpt__rd_next(ckpt__rd_t *rd, ckpt_epoch_t *ep)
 	commit = ckpt__load_acquire(&rg->hdr->prod.commit_pos);
 	if (commit == rd->rpos)
 		return 0;
-	if (commit < rd->rpos || commit - rd->rpos > rg->cap || commit % 8)
+	/* bounds below are written as differences from commit (>= pos),
+	 * which cannot wrap whatever a damaged region holds */
+	if (commit < rd->rpos || commit - rd->rpos > rg->cap || commit % 8 ||
+	    commit > CKPT_POS_MAX)
 		return corrupt(rd, "commit position out of range", commit);
 
 	/* 1. find the seal in shared memory, by lengths only */
@@ -480,7 +505,7 @@ int ckpt__rd_next(ckpt__rd_t *rd, ckpt_epoch_t *ep)
 		const struct ckpt_rec_hdr *h =
 			(const void *)(rg->ring + (pos & rg->mask));
 		uint32_t len = ckpt__load_relaxed(&h->len);
-		if (pos + 8 > commit)
+		if (commit - pos < 8)
 			return corrupt(rd, "epoch runs past commit position",
 				       pos);
 		/* say what it is: a BUSY mark below commit_pos is a record
@@ -489,7 +514,7 @@ int ckpt__rd_next(ckpt__rd_t *rd, ckpt_epoch_t *ep)
 			return corrupt(rd, "half-written record below commit "
 					   "position", pos);
 		if (len < 8 || len % 8 ||
-		    (pos & rg->mask) + len > rg->cap || pos + len > commit)
+		    (pos & rg->mask) + len > rg->cap || len > commit - pos)
 			return corrupt(rd, "record length out of bounds", pos);
 		if (ckpt__load_relaxed(&h->type) == CKPT_R_SEAL)
 			break;
@@ -497,7 +522,7 @@ int ckpt__rd_next(ckpt__rd_t *rd, ckpt_epoch_t *ep)
 	}
 	sealpos = pos;
 	total = sealpos + SEAL_LEN - rd->rpos;
-	if (sealpos + SEAL_LEN > commit || total > rg->cap)
+	if (commit - sealpos < SEAL_LEN || total > rg->cap)
 		return corrupt(rd, "seal runs past commit position", sealpos);
 
 	/* 2. copy the epoch out; from here on only the copy is read */
@@ -540,7 +565,7 @@ int ckpt__rd_next(ckpt__rd_t *rd, ckpt_epoch_t *ep)
 	if (seal.start_pos != rd->rpos || seal.body_len != body ||
 	    seal.nrec != nrec)
 		return corrupt(rd, "seal does not describe its epoch", sealpos);
-	if (seal.epoch == 0 || seal.epoch > INT64_MAX ||
+	if (seal.epoch == 0 || seal.epoch > (uint64_t)CKPT_EPOCH_MAX ||
 	    (rd->last_epoch >= 0 &&
 	     seal.epoch != (uint64_t)rd->last_epoch + 1))
 		return corrupt(rd, "epoch numbers not consecutive", sealpos);
