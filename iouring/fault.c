@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -191,6 +192,32 @@ static void stat_max(uint64_t *c, uint64_t v)
 		;
 }
 
+/* Tell the plan's recorder, if any (fault.h: struct ckpt_fault_rec). */
+static void record(struct fw *fw, int kind, int res, uint64_t num, int fd,
+		   uint64_t off, uint64_t len, const void *data, int torn)
+{
+	struct ckpt_fault_plan *p = fw->plan;
+	struct ckpt_fault_rec r;
+	struct stat st;
+
+	if (!p->record)
+		return;
+	memset(&r, 0, sizeof(r));
+	r.kind = kind;
+	r.res = res;
+	r.num = num;
+	r.fd = fd;
+	r.torn = torn;
+	if (fstat(fd, &st) == 0) {
+		r.dev = (uint64_t)st.st_dev;
+		r.ino = (uint64_t)st.st_ino;
+	}
+	r.off = off;
+	r.len = len;
+	r.data = data;
+	p->record(p->record_arg, &r);
+}
+
 static int in_range(uint64_t n, uint64_t at, uint64_t count)
 {
 	if (at == 0 || n < at)
@@ -267,6 +294,10 @@ static void torn_write(struct fw *fw, struct shadow *s)
 		}
 		done += (uint64_t)w;
 	}
+	/* never synced: a recorder keeps it unsynced for good */
+	if (done)
+		record(fw, CKPT_FAULT_REC_WRITE, 0, s->num, op->fd, op->off,
+		       done, b, 1);
 	stat_add(&p->stats.torn, 1);
 	__atomic_store_n(&p->stats.torn_op, s->num, __ATOMIC_RELAXED);
 	__atomic_store_n(&p->stats.torn_bytes, done, __ATOMIC_RELAXED);
@@ -301,6 +332,13 @@ static void finish(struct fw *fw, struct shadow *s, const struct ckpt__io_op *in
 {
 	struct ckpt_fault_stats *st = &fw->plan->stats;
 
+	/* before complete() hands the op back: the sync is done (res 0) or
+	 * its bytes are of unknown fate (res < 0) */
+	if (in)
+		record(fw, CKPT_FAULT_REC_SYNC,
+		       in->res < 0 ? in->res
+				   : s->fault == F_EIO_SYNC ? -EIO : 0,
+		       s->num, in->fd, in->off, in->len, NULL, 0);
 	if (in && in->res < 0) { /* a real failure beats an injected one */
 		complete(fw, s, in->res, in->failed_phase, in->short_write);
 	} else if (s->fault == F_SHORT) {
@@ -346,8 +384,13 @@ static int execute(struct fw *fw, int nb)
 		s->in.len = len;
 		s->in.off = op->off;
 		s->in.user = s;
+		/* before the bytes go: from here on they may be in the file */
+		record(fw, CKPT_FAULT_REC_WRITE, 0, s->num, op->fd, op->off,
+		       len, op->buf, 0);
 		ret = ckpt__io_submit(fw->inner, &s->in);
 		if (ret < 0) { /* depth matches ours: only a real error */
+			record(fw, CKPT_FAULT_REC_SYNC, ret, s->num, op->fd,
+			       op->off, len, NULL, 0);
 			complete(fw, s, ret, CKPT_IO_WRITE, 0);
 			continue;
 		}
@@ -493,6 +536,9 @@ static int fw_grow(ckpt__io_t *io, int fd, uint64_t old_size,
 				 (unsigned long long)new_size);
 	} else {
 		ret = ckpt__io_grow(fw->inner, fd, old_size, new_size);
+		if (new_size > old_size)
+			record(fw, CKPT_FAULT_REC_GROW, ret, g, fd, old_size,
+			       new_size - old_size, NULL, 0);
 	}
 	window_leave(fw);
 	return ret;

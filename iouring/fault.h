@@ -19,6 +19,10 @@
  * A "*_at" field of 0 means never; a "*_count" of 0 means 1 and UINT64_MAX
  * means every op from "*_at" on.
  *
+ * Recording.  With @record set, every write, datasync and grow that
+ * reaches a file is reported in order (struct ckpt_fault_rec); without it
+ * nothing changes.
+ *
  * Threads.  A handle is used by one thread (the flusher).  Another thread
  * may cut the power (ckpt__fault_powercut) and read the counters
  * (ckpt__fault_stats) at any moment; nothing else in the plan may change
@@ -47,6 +51,50 @@ struct ckpt_fault_stats {
 	uint64_t torn_op; /* number of the torn op */
 	uint64_t torn_bytes; /* prefix of it that reached the file */
 	uint64_t max_inflight; /* most ops in flight on one handle */
+};
+
+/*
+ * One record of the recorder (ckpt_fault_plan.record).
+ *
+ * The sequence of an op is WRITE then SYNC, both with the op's number:
+ * - WRITE: bytes [off, off + len) of the file are being written with
+ *   @data (valid during the call only: copy what you keep).  Issued just
+ *   before the bytes go to the inner backend, so from here until its SYNC
+ *   the file may hold any mix of old and new bytes.  A short write
+ *   (short_write_at) records the prefix it really writes.  An op failed
+ *   with eio_write_at, or lost to a power cut, writes nothing and records
+ *   nothing; the torn prefix of a power cut is a WRITE with @torn = 1 and
+ *   no SYNC ever.
+ * - SYNC: the op completed; @res 0 means the bytes of its WRITE are on
+ *   stable storage (written and fdatasync'd).  @res < 0 (a real error, or
+ *   eio_sync_at) means they may or may not be: the WRITE stays unsynced.
+ * - GROW: ckpt__io_grow ran on the inner backend: zeros over [off, off +
+ *   len) (off = the old size), then fdatasync; @res as for SYNC (< 0: the
+ *   file may be anything from its old size to the new, zeros past the old
+ *   end).  A grow refused by the plan (enospc_grow_at, a power cut) writes
+ *   nothing and records nothing.
+ *
+ * @dev and @ino name the file (fstat of @fd when recording: descriptors
+ * are reused, inodes of open files are not).  Records come from the thread
+ * that uses the handle, while it executes the op (write, sync) or the grow:
+ * the recorder must be quick, must not call back into the backend, and,
+ * with several handles on one plan, must serialise itself.
+ */
+enum ckpt_fault_rec_kind {
+	CKPT_FAULT_REC_WRITE = 1,
+	CKPT_FAULT_REC_SYNC = 2,
+	CKPT_FAULT_REC_GROW = 3,
+};
+
+struct ckpt_fault_rec {
+	int kind; /* enum ckpt_fault_rec_kind */
+	int res; /* SYNC, GROW: 0 or -errno; WRITE: 0 */
+	uint64_t num; /* op number (WRITE, SYNC) or grow number (GROW) */
+	int fd;
+	int torn; /* WRITE: the torn prefix of a power cut */
+	uint64_t dev, ino;
+	uint64_t off, len;
+	const void *data; /* WRITE only, else NULL */
 };
 
 struct ckpt_fault_plan {
@@ -96,6 +144,16 @@ struct ckpt_fault_plan {
 	uint64_t powercut_at_op;
 	int torn;
 	int powercut; /* set by ckpt__fault_powercut; read atomically */
+
+	/*
+	 * Recorder (optional; NULL changes nothing).  Called with every write
+	 * and datasync that reaches (or may have reached) a file, in the
+	 * order they happen, so that a test can rebuild every state the
+	 * files pass through (tests/test_crash_states.c).  See struct
+	 * ckpt_fault_rec for what each call says.
+	 */
+	void (*record)(void *arg, const struct ckpt_fault_rec *r);
+	void *record_arg;
 
 	/* Private to the wrapper. */
 	int ckpt__executing;
