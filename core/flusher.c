@@ -352,6 +352,9 @@ static void complete(ckpt__fstream_t *fs, struct ckpt__io_op *op, uint64_t now)
 		ckpt__count_add(&st->flush_us[ckpt__hist_bucket(
 				(now - fs->w_start_ns) / 1000)], 1);
 		ckpt__count_add(&st->lag_us[ckpt__hist_bucket(lag / 1000)], 1);
+		ckpt__count_add(&st->sync_ns_sum, op->done_ns - op->submit_ns);
+		ckpt__count_add(&st->flush_ns_sum, now - fs->w_start_ns);
+		ckpt__count_add(&st->lag_ns_sum, lag);
 		ckpt__store_relaxed(&st->last_lag_ns, lag);
 		if (fs->w_epochs > ckpt__load_relaxed(&st->epochs_per_flush_max))
 			ckpt__store_relaxed(&st->epochs_per_flush_max,

@@ -125,7 +125,10 @@ struct ckpt_region_stats {
 			       * durable published: the durable lag */
 	uint64_t last_lag_ns; /* 3072 lag of the newest durable write */
 	uint64_t epochs_per_flush_max; /* 3080 most epochs coalesced in one */
-	uint8_t pad[4096 - 3088];
+	uint64_t sync_ns_sum; /* 3088 sums of what the histograms count, */
+	uint64_t flush_ns_sum; /* 3096 in ns, for exact means */
+	uint64_t lag_ns_sum; /* 3104 */
+	uint8_t pad[4096 - 3112];
 };
 
 struct ckpt_region {
@@ -143,6 +146,7 @@ _Static_assert(sizeof(struct ckpt_region_stats) == 4096, "stats page");
 _Static_assert(sizeof(struct ckpt_region) == CKPT_REGION_HDR_SIZE, "header");
 _Static_assert(offsetof(struct ckpt_region, stats) == 12288, "stats");
 _Static_assert(offsetof(struct ckpt_region_stats, last_lag_ns) == 3072, "lag");
+_Static_assert(offsetof(struct ckpt_region_stats, lag_ns_sum) == 3104, "sums");
 _Static_assert(offsetof(struct ckpt_region_id, layout_version) == 8, "ver");
 _Static_assert(offsetof(struct ckpt_region_id, name) == 80, "name");
 _Static_assert(offsetof(struct ckpt_region_id, dir) == 216, "dir");

@@ -130,8 +130,16 @@ int ckpt__region_validate(const void *map, size_t len, const char *name,
 		return ckpt__fail(CKPT_ESTREAM,
 				  "region belongs to stream '%s', not '%s'", nm,
 				  name);
-	commit = ckpt__load_acquire(&h->prod.commit_pos);
-	release = ckpt__load_acquire(&h->flush.release_pos);
+	/* A live region moves under us: release first, then commit, makes
+	 * release <= commit hold by construction (both only grow, and
+	 * release never passes commit); the distance may still look too
+	 * large if both moved a lot between the loads, so look again. */
+	for (int tries = 0;; tries++) {
+		release = ckpt__load_acquire(&h->flush.release_pos);
+		commit = ckpt__load_acquire(&h->prod.commit_pos);
+		if (tries == 3 || (release <= commit && commit - release <= cap))
+			break;
+	}
 	if (release > commit || commit - release > cap ||
 	    commit > CKPT_POS_MAX ||
 	    (commit | release) % CKPT_REC_ALIGN)
