@@ -60,7 +60,8 @@ TOOL_OBJS := $(TOOL_SRCS:%.c=$(O)/obj/%.o)
 TOOLS     := $(if $(TOOL_SRCS),$(O)/bin/shmckpt) $(if $(DAEMON_SRC),$(O)/bin/shmckptd)
 
 .PHONY: all lib tests benches tools deps test test-plain test-asan test-tsan \
-	check bench demo install uninstall clean
+	test-valgrind test-cppcheck test-fuzz check bench demo install \
+	uninstall clean
 .SUFFIXES:
 
 all: lib tools tests benches
@@ -111,11 +112,26 @@ $(O)/bin/shmckpt: $(TOOL_OBJS) $(KAFKA_A) $(LIB_A)
 deps:
 	@./deps.sh
 
-# The suite three times: plain; ASan+UBSan; the threaded tests under TSan.
+# The suite three times (plain; ASan+UBSan; the threaded tests under TSan),
+# then valgrind over the unit tests, cppcheck, and a short run of each fuzz
+# target.  Every step runs even when an earlier one failed, so that one run
+# shows everything; the last line adds them up ("make test: N passed, N
+# failed, N skipped") and the exit status is non-zero if anything failed.
+TEST_STEPS := test-plain test-asan test-tsan test-valgrind test-cppcheck \
+	test-fuzz
+TEST_SUMMARY := $(CURDIR)/build/test-summary.txt
 test: deps
-	$(MAKE) --no-print-directory test-plain
-	$(MAKE) --no-print-directory test-asan
-	$(MAKE) --no-print-directory test-tsan
+	@mkdir -p $(dir $(TEST_SUMMARY)); rm -f $(TEST_SUMMARY); \
+	touch $(TEST_SUMMARY); rc=0; \
+	for step in $(TEST_STEPS); do \
+		n=$$(wc -l <$(TEST_SUMMARY)); \
+		echo "== $$step"; \
+		CKPT_SUMMARY=$(TEST_SUMMARY) $(MAKE) --no-print-directory \
+			$$step || { rc=1; \
+			[ "$$(wc -l <$(TEST_SUMMARY))" = "$$n" ] && \
+			echo "$$step 0 1 0" >>$(TEST_SUMMARY); }; \
+	done; \
+	tests/summary.sh $(TEST_SUMMARY) || rc=1; exit $$rc
 
 test-plain: all
 	tests/run-tests.sh $(O) plain $(TEST_TIMEOUT) $(notdir $(TEST_BINS))
@@ -131,6 +147,19 @@ test-tsan:
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	CKPT_TEST_SCALE=$${CKPT_TEST_SCALE:-4} \
 	tests/run-tests.sh build-tsan tsan $(TEST_TIMEOUT) $(TSAN_TESTS)
+
+test-valgrind:
+	@tests/run-check.sh valgrind $(O)/test-logs/valgrind.log \
+		$(MAKE) --no-print-directory valgrind
+
+test-cppcheck:
+	@tests/run-check.sh cppcheck $(O)/test-logs/cppcheck.log \
+		$(MAKE) --no-print-directory cppcheck
+
+# FUZZ_SMOKE_SECONDS per target (20 by default; the issue allows 30).
+test-fuzz:
+	@tests/run-check.sh fuzz-smoke $(O)/test-logs/fuzz-smoke.log \
+		$(MAKE) --no-print-directory fuzz-smoke
 
 check: test
 

@@ -30,4 +30,5 @@ for t in $failed; do
 	tail -n 60 "$logs/$t.log"
 done
 echo "$label: $pass passed, $fail failed, $skip skipped"
+[ -n "${CKPT_SUMMARY:-}" ] && echo "$label $pass $fail $skip" >>"$CKPT_SUMMARY"
 [ "$fail" -eq 0 ]
