@@ -12,8 +12,18 @@ for t in "$@"; do
 	bin="$build/tests/$t"
 	log="$logs/$t.log"
 	start=$(date +%s)
-	timeout --kill-after=10 "$tmo" "$bin" >"$log" 2>&1
+	# In a session of its own: whatever the test leaves behind (a child
+	# of a failed assertion, a daemon it started) is killed when it ends,
+	# so that nothing outlives it to eat the CPU of the tests after it.
+	sidf=$(mktemp)
+	setsid --wait sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$sidf" \
+		timeout --kill-after=10 "$tmo" "$bin" >"$log" 2>&1
 	rc=$?
+	sid=$(cat "$sidf")
+	rm -f "$sidf"
+	if [ -n "$sid" ] && pkill -KILL -s "$sid" 2>/dev/null; then
+		echo "run-tests: killed what $t left running" >>"$log"
+	fi
 	secs=$(( $(date +%s) - start ))
 	case $rc in
 	0) pass=$((pass + 1)); printf '  PASS  %-32s %4ss\n' "$t" "$secs" ;;
