@@ -164,9 +164,21 @@ int ckpt__stream_recover(ckpt_stream_t *s)
 			return ret;
 		flockfd = ret;
 	}
-	ret = ckpt__recover(s->name, s->sdirfd, &s->rg,
-			    !!(s->opts.flags & CKPT_O_RESET), thread, &snap,
+	/* (CKPT_O_RESET blanked the slots already, before the region) */
+	ret = ckpt__recover(s->name, s->sdirfd, &s->rg, 0, thread, &snap,
 			    &slots, &rd);
+	/* a sidecar writing the slots while we read them can tear what we
+	 * read twice over; its publishes show in the futex word: retry */
+	for (int tries = 0; !thread && ret == CKPT_ECORRUPT && tries < 3;
+	     tries++) {
+		uint32_t w0 = ckpt__load_acquire(&s->rg.hdr->flush.durable_futex);
+		usleep(10000);
+		if (ckpt__load_acquire(&s->rg.hdr->flush.durable_futex) == w0 &&
+		    tries > 0)
+			break;
+		ret = ckpt__recover(s->name, s->sdirfd, &s->rg, 0, thread,
+				    &snap, &slots, &rd);
+	}
 	if (ret < 0)
 		goto fail_lock;
 	s->recovered_epoch = ckpt__snap_epoch(snap);

@@ -382,6 +382,21 @@ out:
 	return ret;
 }
 
+int ckpt__slots_reset(int sdirfd, const char *name)
+{
+	int ret;
+
+	for (int i = 0; i < 2; i++) {
+		ret = create_blank(sdirfd, name, i);
+		if (ret < 0)
+			return ret;
+	}
+	if (fsync(sdirfd) < 0)
+		return ckpt__fail(-errno, "fsync of the stream directory: %s",
+				  strerror(errno));
+	return 0;
+}
+
 void ckpt__slots_close(ckpt__slots_t *sl)
 {
 	for (int i = 0; i < 2; i++) {

@@ -46,6 +46,11 @@ int ckpt__slots_open_bounded(int sdirfd, const char *name, int reset,
 			     ckpt__snap_t *snap);
 void ckpt__slots_close(ckpt__slots_t *sl);
 
+/* Replace both slots with blank ones (new files, renamed into place: a
+ * flusher still holding the old ones writes into those, never into the
+ * new).  0 or -errno. */
+int ckpt__slots_reset(int sdirfd, const char *name);
+
 /* Slot a new snapshot goes to: never the newest valid one. */
 static inline int ckpt__slots_target(const ckpt__slots_t *sl)
 {

@@ -11,6 +11,7 @@
 #include "atomic.h"
 #include "internal.h"
 #include "lock.h"
+#include "slotfile.h"
 #include "stream.h"
 
 void ckpt_opts_init(ckpt_opts_t *o)
@@ -123,6 +124,14 @@ int ckpt_open(const char *dir, const char *name, const ckpt_opts_t *opts,
 		ret = ckpt__region_unlink(s->absdir, name);
 		if (ret < 0 && ret != -ENOENT)
 			goto fail;
+		/* Blank the slots before the new region exists: a flusher
+		 * (a sidecar) that adopts the new region must find nothing
+		 * of the old history to recover and publish into it. */
+		if (!(s->opts.flags & CKPT_O_NOSLOTS)) {
+			ret = ckpt__slots_reset(s->sdirfd, name);
+			if (ret < 0)
+				goto fail;
+		}
 	}
 	geom.ring_size = s->opts.ring_size;
 	geom.max_key = s->opts.max_key;
@@ -170,8 +179,8 @@ int ckpt_close(ckpt_stream_t *s)
 	ckpt__store_relaxed(&s->rg.hdr->prod.owner_pid, 0);
 	/* Our own flusher made everything committed durable: shared memory
 	 * holds nothing the slots do not, so give it back.  Otherwise (or
-	 * with an external flusher, which may still be at work) it stays for
-	 * the next open (R3). */
+	 * with an external flusher, which may still be at work and keeps
+	 * serving the region) it stays for the next open (R3). */
 	if (!err && s->opts.flusher == CKPT_FLUSHER_THREAD &&
 	    (int64_t)ckpt__load_acquire(
 			    &s->rg.hdr->flush.durable_epoch) >= s->pr.epoch)

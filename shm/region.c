@@ -85,13 +85,15 @@ int ckpt__region_validate(const void *map, size_t len, const char *name,
 				  "region is %zu bytes, smaller than its %u-byte "
 				  "header (truncated?)",
 				  len, CKPT_REGION_HDR_SIZE);
-	if (h->id.magic != CKPT_REGION_MAGIC)
-		return ckpt__fail(CKPT_ECORRUPT,
-				  "region does not start with the shmckpt magic");
-	/* pairs with the creator's store_release of layout_version */
+	/* The version first: its creator stores it last, with release, so
+	 * a region seen with version 0 is still being made (its magic may
+	 * not be there yet); pairs with the store_release in create(). */
 	ver = ckpt__load_acquire(&h->id.layout_version);
 	if (ver == 0)
 		return ckpt__fail(-EAGAIN, "region is still being created");
+	if (h->id.magic != CKPT_REGION_MAGIC)
+		return ckpt__fail(CKPT_ECORRUPT,
+				  "region does not start with the shmckpt magic");
 	if (ver != CKPT_LAYOUT_VERSION)
 		return ckpt__fail(CKPT_EVERSION,
 				  "region has layout version %u; this build "
@@ -181,6 +183,9 @@ static int map_fd(int fd, const char *absdir, const char *name,
 		return ckpt__fail(CKPT_EFOREIGN,
 				  "region of stream '%s' has mode %04o, not 0600",
 				  name, (unsigned)(st.st_mode & 07777));
+	if (st.st_size == 0) /* between its creator's shm_open and ftruncate */
+		return ckpt__fail(-EAGAIN, "region of stream '%s' is still "
+				  "being created", name);
 	if (st.st_size < (off_t)CKPT_REGION_HDR_SIZE ||
 	    (uint64_t)st.st_size > CKPT_REGION_HDR_SIZE + CKPT_RING_MAX)
 		return ckpt__fail(CKPT_ECORRUPT,
@@ -266,6 +271,19 @@ fail:
 	return ret;
 }
 
+static int region_size0(const char *shm)
+{
+	struct stat st;
+	int fd = shm_open(shm, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+	int zero;
+
+	if (fd < 0)
+		return 0;
+	zero = fstat(fd, &st) == 0 && st.st_size == 0;
+	close(fd);
+	return zero;
+}
+
 int ckpt__region_open(const char *absdir, const char *name,
 		      const struct ckpt__region_geom *geom, int create_ok,
 		      ckpt__region_t *rg, int *created)
@@ -279,6 +297,11 @@ int ckpt__region_open(const char *absdir, const char *name,
 		return ret;
 	for (int tries = 0; tries < 100; tries++) {
 		ret = ckpt__region_attach(absdir, name, rg);
+		if (ret == -EAGAIN && create_ok && region_size0(shm))
+			/* we hold the writer lock, so nobody is creating
+			 * it: an empty region was truncated */
+			return ckpt__fail(CKPT_ECORRUPT, "region of stream "
+					  "'%s' is 0 bytes (truncated?)", name);
 		if (ret != -ENOENT || !create_ok)
 			return ret;
 		ret = create(shm, absdir, name, geom, rg);
