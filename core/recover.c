@@ -135,6 +135,9 @@ fail_snap:
 	return ret;
 }
 
+/* How long an in-process open waits for a sidecar to hand over. */
+#define HANDOVER_NS (10ull * 1000000000ull)
+
 int ckpt__stream_recover(ckpt_stream_t *s)
 {
 	struct ckpt_region_prod *p = &s->rg.hdr->prod;
@@ -154,10 +157,18 @@ int ckpt__stream_recover(ckpt_stream_t *s)
 		return s->snap ? 0 : -ENOMEM;
 	}
 	if (thread) {
-		ret = ckpt__lock(s->sdirfd, CKPT_LOCK_FLUSHER, &holder);
+		/* A sidecar serving the stream (it was opened with an
+		 * external flusher before) hands it over once what is
+		 * committed is durable: wait for that, bounded. */
+		uint64_t until = ckpt__mono_ns() + HANDOVER_NS;
+		while ((ret = ckpt__lock(s->sdirfd, CKPT_LOCK_FLUSHER,
+					 &holder)) == -EBUSY &&
+		       ckpt__mono_ns() < until)
+			usleep(10000);
 		if (ret == -EBUSY)
 			return ckpt__fail(-EBUSY, "stream %s is flushed by pid "
-					  "%d (a shmckptd sidecar?): open it "
+					  "%d (a shmckptd sidecar?), which did "
+					  "not hand it over in 10 s: open it "
 					  "with CKPT_FLUSHER_EXTERNAL, or stop "
 					  "that flusher", s->name, (int)holder);
 		if (ret < 0)

@@ -141,6 +141,10 @@ int ckpt_open(const char *dir, const char *name, const ckpt_opts_t *opts,
 	ret = ckpt__region_open(s->absdir, name, &geom, 1, &s->rg, &created);
 	if (ret < 0)
 		goto fail;
+	/* who flushes it from now on: a sidecar hands a stream back once it
+	 * sees a thread asked for (pairs with its load_acquire) */
+	ckpt__store_release(&s->rg.hdr->prod.flusher_mode,
+			    (uint32_t)s->opts.flusher);
 	ret = ckpt__prod_init(&s->pr, &s->rg, s->opts.full_policy,
 			      s->opts.full_wait_ms, 0);
 	if (ret < 0)

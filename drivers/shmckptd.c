@@ -320,8 +320,9 @@ static int examine(struct ent *e, const struct stat *shm_st)
 		return E_WAIT;
 	}
 	h = rg.hdr;
-	if (h->id.flusher_mode != CKPT_FLUSHER_EXTERNAL) {
-		unsigned mode = h->id.flusher_mode;
+	/* the newest open's mode (pairs with ckpt_open's store_release) */
+	if (ckpt__load_acquire(&h->prod.flusher_mode) != CKPT_FLUSHER_EXTERNAL) {
+		unsigned mode = ckpt__load_acquire(&h->prod.flusher_mode);
 		ckpt__region_unmap(&rg);
 		if (e->said != 1) {
 			e->said = 1;
@@ -413,9 +414,15 @@ static int examine(struct ent *e, const struct stat *shm_st)
 	}
 	flock = ret;
 	/* The region we mapped is still the one under the name (not one
-	 * replaced by a CKPT_O_RESET open since our readdir). */
+	 * replaced by a CKPT_O_RESET open since our readdir), and nobody
+	 * reopened it in-process meanwhile (that open now waits for the
+	 * lock we hold). */
 	if (!same_region(e, shm_st)) {
 		ret = E_WAIT;
+		goto fail;
+	}
+	if (ckpt__load_acquire(&h->prod.flusher_mode) != CKPT_FLUSHER_EXTERNAL) {
+		ret = E_NEW;
 		goto fail;
 	}
 
@@ -551,6 +558,18 @@ static void check_served(struct ent *e, const struct stat *st, uint64_t now)
 		e->state = E_REFUSED;
 		return;
 	}
+	if (ckpt__load_acquire(&h->prod.flusher_mode) != CKPT_FLUSHER_EXTERNAL) {
+		/* reopened with a flusher thread of its own, whose open waits
+		 * for our lock: hand over once what is committed is durable
+		 * (that open commits nothing before it has the lock) */
+		ret = release(e, 0, GONE_REMOVE_MS);
+		say(L_INFO, "stream %s in %s: reopened with an in-process "
+		    "flusher; handed over (%s)", e->name, e->d->abs,
+		    ckpt_strerror(ret));
+		e->state = E_NEW;
+		e->said = 0;
+		return;
+	}
 	writer = ckpt__lock_holder(e->sdirfd, CKPT_LOCK_WRITER);
 	if (writer < 0) {
 		say(L_DEBUG, "stream %s: writer lock: %s", e->name,
@@ -633,9 +652,11 @@ static void visit(struct ent *e, const struct stat *st, uint64_t now)
 		e->since = now;
 	}
 	switch (e->state) {
-	case E_IGNORED:
 	case E_REFUSED:
 		return; /* until the region is replaced */
+	case E_IGNORED:
+		/* in-process for now: each open says its mode, and a
+		 * reopen with an external flusher changes the lock file */
 	case E_IDLE:
 	case E_OTHER:
 		if (now < e->next_exam && !lock_changed(e))

@@ -72,7 +72,10 @@ struct ckpt_region_prod {
 	uint32_t owner_pid; /* pid of the writer that holds the lock, 0 none */
 	uint32_t owner_generation; /* bumped at each ckpt_open */
 	uint64_t heartbeat_ns; /* CLOCK_MONOTONIC, refreshed every 4096 commits */
-	uint8_t pad1[CKPT_CACHELINE - 16];
+	uint32_t flusher_mode; /* enum ckpt_flusher of the newest open;
+				* release (a sidecar serves only 1) */
+	uint32_t reserved1;
+	uint8_t pad1[CKPT_CACHELINE - 24];
 	/* line 2-3: counters (single writer: the producer) */
 	uint64_t commits;
 	uint64_t records;
@@ -154,6 +157,7 @@ _Static_assert(offsetof(struct ckpt_region, prod) == 4096, "prod");
 _Static_assert(offsetof(struct ckpt_region, flush) == 8192, "flush");
 _Static_assert(offsetof(struct ckpt_region_prod, owner_pid) == 64, "owner");
 _Static_assert(offsetof(struct ckpt_region_prod, commits) == 128, "pcnt");
+_Static_assert(offsetof(struct ckpt_region_prod, flusher_mode) == 80, "pmode");
 _Static_assert(offsetof(struct ckpt_region_flush, flusher_pid) == 64, "fl");
 _Static_assert(offsetof(struct ckpt_region_flush, backend) == 88, "be");
 _Static_assert(offsetof(struct ckpt_region_flush, why_seq) == 104, "wseq");

@@ -261,6 +261,9 @@ static int create(const char *shm, const char *absdir, const char *name,
 	h->id.dir_len = (uint32_t)strlen(absdir);
 	memcpy(h->id.dir, absdir, h->id.dir_len);
 	h->id.flusher_mode = g->flusher_mode;
+	/* the creating open's mode, before anyone can attach; each later
+	 * open stores its own */
+	h->prod.flusher_mode = g->flusher_mode;
 	/* pairs with the load_acquire in ckpt__region_validate */
 	ckpt__store_release(&h->id.layout_version, CKPT_LAYOUT_VERSION);
 	close(fd);
