@@ -1,0 +1,50 @@
+/*
+ * shmckpt.c - main of the 'shmckpt' tool: dispatch to a subcommand.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+	const char *name;
+	int (*main)(int argc, char **argv);
+	const char *what;
+} cmds[] = {
+	{ "kafka", cmd_kafka_main,
+	  "the embedded Kafka (mock cluster) and a counter producer" },
+	{ "consume", cmd_consume_main,
+	  "the reference consumer: count and sum per key, checkpointed" },
+	{ "demo", cmd_demo_main,
+	  "the end-to-end demo: crashes, retention gap, slow storage" },
+};
+
+static void usage(FILE *f)
+{
+	size_t i;
+	fprintf(f, "usage: shmckpt COMMAND [OPTIONS]   (shmckpt COMMAND --help)\n\n"
+		   "commands:\n");
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].what);
+	fprintf(f, "\nexit codes: 0 success, 1 failure, 64 usage error\n");
+}
+
+int main(int argc, char **argv)
+{
+	size_t i;
+	if (argc < 2) {
+		usage(stderr);
+		return CLI_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return CLI_OK;
+	}
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].main(argc - 1, argv + 1);
+	fprintf(stderr, "shmckpt: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return CLI_USAGE;
+}
