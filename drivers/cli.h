@@ -16,6 +16,10 @@
 int cmd_kafka_main(int argc, char **argv);
 int cmd_consume_main(int argc, char **argv);
 int cmd_demo_main(int argc, char **argv);
+int cmd_stat_main(int argc, char **argv); /* cmd_stat.c */
+int cmd_inspect_main(int argc, char **argv); /* cmd_slots.c */
+int cmd_verify_main(int argc, char **argv); /* exit 0/1/2/64 */
+int cmd_dump_main(int argc, char **argv);
 
 /* Parse a decimal integer in [min, max]; 0 or -1. */
 int cli_parse_ll(const char *s, long long min, long long max, long long *out);

@@ -17,6 +17,14 @@ static const struct {
 	  "the reference consumer: count and sum per key, checkpointed" },
 	{ "demo", cmd_demo_main,
 	  "the end-to-end demo: crashes, retention gap, slow storage" },
+	{ "stat", cmd_stat_main,
+	  "live counters of streams: text, JSON, Prometheus; --watch" },
+	{ "inspect", cmd_inspect_main,
+	  "both slot files of a stream: valid or why not, epoch, gaps" },
+	{ "verify", cmd_verify_main,
+	  "exit 0/1/2: newest slot valid / falls back / none valid" },
+	{ "dump", cmd_dump_main,
+	  "the newest valid slot as JSON: offsets, metadata, state" },
 };
 
 static void usage(FILE *f)
