@@ -6,7 +6,8 @@
 set -u
 PKGS="gcc make liburing-dev libxxhash-dev librdkafka-dev libcmocka-dev \
 pkg-config coreutils util-linux e2fsprogs kcat systemtap-sdt-dev clang \
-valgrind cppcheck python3 $*"
+valgrind cppcheck python3 binutils linux-perf prometheus \
+python3-prometheus-client $*"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
