@@ -202,12 +202,16 @@ install: lib tools $(O)/shmckpt.pc
 	ln -sf libshmckpt.so.$(SOVER) $(DESTDIR)$(PREFIX)/lib/libshmckpt.so
 	install -m 644 $(O)/shmckpt.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 	$(if $(TOOLS),install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/)
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed -e 's|/usr/local/bin/|$(PREFIX)/bin/|' drivers/shmckptd.service \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/system/shmckptd.service
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/shmckpt.h \
 		$(DESTDIR)$(PREFIX)/lib/libshmckpt.* \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig/shmckpt.pc \
-		$(DESTDIR)$(PREFIX)/bin/shmckpt
+		$(DESTDIR)$(PREFIX)/lib/systemd/system/shmckptd.service \
+		$(DESTDIR)$(PREFIX)/bin/shmckpt $(DESTDIR)$(PREFIX)/bin/shmckptd
 
 clean:
 	rm -rf build build-asan build-tsan
