@@ -26,7 +26,11 @@
  *   - fork: a handle must not be used in the child of a fork; the child does
  *     not hold the stream's lock (it is tied to the parent's open file
  *     description only while the parent keeps it) and has no flusher thread.
- *     Open the stream again in the child if it needs one.
+ *     Open the stream again in the child if it needs one: it gets a
+ *     flusher thread of its own.  (Forking while a flusher thread is
+ *     inside malloc is safe with glibc's allocator, whose locks are reset
+ *     in the child; under a sanitizer's allocator, wait until the parent's
+ *     epochs are durable first.)
  *   - The hot path (ckpt_offset/put/del/meta/commit) makes no system call and
  *     takes no lock while the ring has room.  When the ring is full it waits
  *     or fails as ckpt_opts_t.full_policy says; that is the only time it may
