@@ -4,7 +4,9 @@
  * gets a flusher of its own (the parent's thread does not exist in the
  * child), and the parent's stream goes on unharmed.
  *
- * CKPT_TEST_THREADED: both processes run flusher threads.
+ * Not in the ThreadSanitizer run: TSan refuses to start a thread in the
+ * child of a multi-threaded process ("starting new threads after
+ * multi-threaded fork is not supported"), which is this test's subject.
  */
 #include <errno.h>
 #include <setjmp.h>
