@@ -436,7 +436,8 @@ static void removals(ckpt__flusher_t *fl, uint64_t now)
 		committed = (int64_t)ckpt__load_relaxed(
 			&fs->rg->hdr->prod.committed_epoch);
 		if (fs->failed) {
-			fs->result = ckpt__load_relaxed(&fs->f->error);
+			/* our own copy: the region's may be scribbled over */
+			fs->result = fs->failed_pub;
 			done = 1;
 		} else if (fs->remove_req == 2 || fs->durable >= committed) {
 			fs->result = 0;
