@@ -51,8 +51,8 @@ int ckpt_wait_durable(const ckpt_stream_t *s, int64_t epoch, int timeout_ms)
 
 		if (ckpt_durable_epoch(s) >= epoch)
 			return 0;
-		if (ckpt__load_acquire(&f->error) ||
-		    (s->fs && ckpt__fstream_error(s->fs)))
+		if (s->fs ? ckpt__fstream_error(s->fs) != 0
+			  : ckpt__load_acquire(&f->error) != 0)
 			return ckpt__fail(CKPT_EFAILED, "the flusher failed: "
 					  "epoch %lld will not become durable",
 					  (long long)epoch);
@@ -98,13 +98,13 @@ int ckpt_status(ckpt_stream_t *s, ckpt_status_t *st)
 	st->error = ckpt__load_acquire(&f->error);
 	seen = __atomic_exchange_n(&s->bp_seen, bp, __ATOMIC_RELAXED);
 
-	if (s->fs && ckpt__fstream_error(s->fs)) {
-		/* our own flusher's verdict: the region's copy of it is
-		 * shared memory, which anyone with access may have damaged */
+	if (s->fs) {
+		/* Our own flusher's verdict decides, both ways: the region's
+		 * copy of it is shared memory, which anyone with access to
+		 * the region may have damaged. */
 		st->error = ckpt__fstream_error(s->fs);
-		st->health = CKPT_FAILED;
-		ckpt__why_get(f, st->why, sizeof(st->why));
-		return 0;
+		if (health == CKPT_FAILED)
+			health = CKPT_HEALTHY;
 	}
 	if (st->error || health == CKPT_FAILED) {
 		st->health = CKPT_FAILED;
