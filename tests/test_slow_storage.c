@@ -133,7 +133,10 @@ static void test_slow_storage(void **state)
 	ckpt_stream_t *s = NULL;
 	char *dir = tu_mkdtemp("slow");
 	uint64_t seed = tu_seed("test_slow_storage"), rs = seed;
-	uint64_t run_ms = tu_scaled(60000);
+	/* 60 s plain (the issue's figure); never below 30 s under the
+	 * sanitizers: with writes of up to 20 s, a shorter run may not see
+	 * the two flushes and two ring laps that warm-up takes */
+	uint64_t run_ms = tu_scaled(60000) < 30000 ? 30000 : tu_scaled(60000);
 	uint64_t heap0, rss0, heap_warm = 0, rss_warm = 0;
 	uint64_t heap_max = 0, rss_max = 0, used_max = 0;
 	uint64_t ticks = 0, eagain = 0, eagain_seen = 0, batches_dropped = 0;
