@@ -115,7 +115,7 @@ deps:
 # The suite three times (plain; ASan+UBSan; the threaded tests under TSan),
 # then valgrind over the unit tests, cppcheck, and a short run of each fuzz
 # target.  Every step runs even when an earlier one failed, so that one run
-# shows everything; the last line adds them up ("make test: N passed, N
+# shows everything; the last line adds them up ("total: N passed, N
 # failed, N skipped") and the exit status is non-zero if anything failed.
 TEST_STEPS := test-plain test-asan test-tsan test-valgrind test-cppcheck \
 	test-fuzz
