@@ -71,7 +71,7 @@ tests: $(TEST_BINS)
 benches: $(BENCH_BINS)
 tools: $(TOOLS)
 
-$(O)/obj/%.o: %.c $(wildcard core/*.h shm/*.h iouring/*.h drivers/*.h drivers/kafka/*.h tests/*.h) Makefile
+$(O)/obj/%.o: %.c $(wildcard core/*.h shm/*.h iouring/*.h drivers/*.h drivers/kafka/*.h tests/*.h perf/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "region.h"
+#include "benchutil.h"
 #include "shmckpt.h"
 
 #define NAME "commit"
@@ -32,29 +33,6 @@
 #define TIMED 5000000ull
 #define UNTIMED 20000000ull
 #define HBINS 65536 /* ticks; slower commits go to the last bin (and max) */
-
-static inline uint64_t tsc(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	uint32_t lo, hi;
-	/* the first lfence waits for earlier instructions to finish, the
-	 * second keeps later ones from starting before the read */
-	__asm__ __volatile__("lfence\n\trdtsc\n\tlfence"
-			     : "=a"(lo), "=d"(hi)::"memory");
-	return ((uint64_t)hi << 32) | lo;
-#else
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-#endif
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *what, int ret)
 {

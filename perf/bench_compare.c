@@ -67,34 +67,12 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include "region.h"
+#include "benchutil.h"
 #include "shmckpt.h"
 
 #define NAME "compare"
 #define KAFKA_WINDOW 1000 /* async commits outstanding at most */
 #define ACK_RING 65536 /* send stamps of async commits, by offset */
-
-static inline uint64_t tsc(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	uint32_t lo, hi;
-	/* the first lfence waits for earlier instructions to finish, the
-	 * second keeps later ones from starting before the read */
-	__asm__ __volatile__("lfence\n\trdtsc\n\tlfence"
-			     : "=a"(lo), "=d"(hi)::"memory");
-	return ((uint64_t)hi << 32) | lo;
-#else
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-#endif
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static double tick_ns = 1.0;
 
@@ -117,49 +95,6 @@ static void pin(int cpu)
 		for (long i = 0; i < n && i < CPU_SETSIZE; i++)
 			CPU_SET((int)i, &set);
 	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
-
-/* A fs type name for the usual magics (statfs f_type). */
-static const char *fs_name(long t)
-{
-	switch ((unsigned long)t) {
-	case 0xEF53: return "ext4";
-	case 0x58465342: return "xfs";
-	case 0x9123683E: return "btrfs";
-	case 0x01021994: return "tmpfs";
-	case 0x858458f6: return "ramfs";
-	case 0x794c7630: return "overlayfs";
-	case 0x6969: return "nfs";
-	case 0x2fc12fc1: return "zfs";
-	case 0xF2F52010: return "f2fs";
-	}
-	return "other";
-}
-
-static const char *pick_base(void)
-{
-	const char *c[] = { getenv("CKPT_BENCH_DIR"), getenv("TMPDIR"),
-			    "/var/tmp", "/tmp" };
-	struct statfs sf;
-
-	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
-		if (!c[i] || statfs(c[i], &sf) != 0)
-			continue;
-		if (i == 0 || ((unsigned long)sf.f_type != 0x01021994 &&
-			       (unsigned long)sf.f_type != 0x858458f6))
-			return c[i];
-	}
-	return "/tmp";
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	remove(p);
-	return 0;
 }
 
 /* ------------------------------------------------------------------------

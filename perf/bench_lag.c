@@ -50,19 +50,13 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "benchutil.h"
 #include "shmckpt.h"
 
 #define NAME "lag"
 #define TICK_NS 1000000ull /* one commit per ms */
 #define POLL_NS 100000L /* the poller's period */
 #define WARMUP_NS 1000000000ull
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *what, int64_t ret)
 {
@@ -89,33 +83,6 @@ static int parse_lat(const char *s, double *mn, double *mx, double *mean)
 			       *mx > *mn && *mean > *mn && *mean < *mx ?
 		       0 :
 		       -1;
-}
-
-/* A fs type name for the usual magics (statfs f_type). */
-static const char *fs_name(long t)
-{
-	switch ((unsigned long)t) {
-	case 0xEF53: return "ext4";
-	case 0x58465342: return "xfs";
-	case 0x9123683E: return "btrfs";
-	case 0x01021994: return "tmpfs";
-	case 0x858458f6: return "ramfs";
-	case 0x794c7630: return "overlayfs";
-	case 0x6969: return "nfs";
-	case 0x2fc12fc1: return "zfs";
-	case 0xF2F52010: return "f2fs";
-	}
-	return "other";
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	remove(p);
-	return 0;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -169,22 +136,6 @@ static void *poller(void *arg)
 		nanosleep(&ts, NULL);
 	}
 	return NULL;
-}
-
-static const char *pick_base(void)
-{
-	const char *c[] = { getenv("CKPT_BENCH_DIR"), getenv("TMPDIR"),
-			    "/var/tmp", "/tmp" };
-	struct statfs sf;
-
-	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
-		if (!c[i] || statfs(c[i], &sf) != 0)
-			continue;
-		if (i == 0 || ((unsigned long)sf.f_type != 0x01021994 &&
-			       (unsigned long)sf.f_type != 0x858458f6))
-			return c[i];
-	}
-	return "/tmp";
 }
 
 int main(int argc, char **argv)

@@ -61,6 +61,7 @@
 
 #include "fault.h"
 #include "region.h"
+#include "benchutil.h"
 #include "shmckpt.h"
 #include "slot.h"
 #include "snapshot.h"
@@ -70,60 +71,11 @@
 #define KEYS 16
 #define SEED 0x5eed0f5107ull
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void __attribute__((noreturn)) die(const char *what, int ret)
 {
 	fprintf(stderr, "bench_memory[%d]: %s: %s (%s)\n", (int)getpid(), what,
 		ckpt_strerror(ret), ckpt_last_error());
 	exit(1);
-}
-
-static const char *fs_name(long t)
-{
-	switch ((unsigned long)t) {
-	case 0xEF53: return "ext4";
-	case 0x58465342: return "xfs";
-	case 0x9123683E: return "btrfs";
-	case 0x01021994: return "tmpfs";
-	case 0x858458f6: return "ramfs";
-	case 0x794c7630: return "overlayfs";
-	case 0x6969: return "nfs";
-	case 0x2fc12fc1: return "zfs";
-	case 0xF2F52010: return "f2fs";
-	}
-	return "other";
-}
-
-static const char *pick_base(void)
-{
-	const char *c[] = { getenv("CKPT_BENCH_DIR"), getenv("TMPDIR"),
-			    "/var/tmp", "/tmp" };
-	struct statfs sf;
-
-	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
-		if (!c[i] || statfs(c[i], &sf) != 0)
-			continue;
-		if (i == 0 || ((unsigned long)sf.f_type != 0x01021994 &&
-			       (unsigned long)sf.f_type != 0x858458f6))
-			return c[i];
-	}
-	return "/tmp";
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	remove(p);
-	return 0;
 }
 
 static void sleep_until(uint64_t t)

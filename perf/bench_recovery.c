@@ -38,6 +38,7 @@
 
 #include <xxhash.h>
 
+#include "benchutil.h"
 #include "shmckpt.h"
 #include "slot.h"
 #include "snapshot.h"
@@ -46,25 +47,11 @@
 #define VAL_LEN 112
 #define ENTRY (8 + KEY_LEN + VAL_LEN) /* bytes per key in the image */
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void die(const char *what, int ret)
 {
 	fprintf(stderr, "bench_recovery: %s: %s (%s)\n", what,
 		ckpt_strerror(ret), ckpt_last_error());
 	exit(1);
-}
-
-static uint64_t mix(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
 }
 
 static void usage(void)

@@ -44,6 +44,7 @@
 #include <xxhash.h>
 
 #include "region.h"
+#include "benchutil.h"
 #include "shmckpt.h"
 #include "slot.h"
 #include "snapshot.h"
@@ -54,67 +55,11 @@
 #define EPOCH 4242
 #define MAXSIZES 16
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void __attribute__((noreturn)) die(const char *what, int ret)
 {
 	fprintf(stderr, "bench_recovery_sizes: %s: %s (%s)\n", what,
 		ckpt_strerror(ret), ckpt_last_error());
 	exit(1);
-}
-
-static const char *fs_name(long t)
-{
-	switch ((unsigned long)t) {
-	case 0xEF53: return "ext4";
-	case 0x58465342: return "xfs";
-	case 0x9123683E: return "btrfs";
-	case 0x01021994: return "tmpfs";
-	case 0x858458f6: return "ramfs";
-	case 0x794c7630: return "overlayfs";
-	case 0x6969: return "nfs";
-	case 0x2fc12fc1: return "zfs";
-	case 0xF2F52010: return "f2fs";
-	}
-	return "other";
-}
-
-static const char *pick_base(void)
-{
-	const char *c[] = { getenv("CKPT_BENCH_DIR"), getenv("TMPDIR"),
-			    "/var/tmp", "/tmp" };
-	struct statfs sf;
-
-	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
-		if (!c[i] || statfs(c[i], &sf) != 0)
-			continue;
-		if (i == 0 || ((unsigned long)sf.f_type != 0x01021994 &&
-			       (unsigned long)sf.f_type != 0x858458f6))
-			return c[i];
-	}
-	return "/tmp";
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	remove(p);
-	return 0;
-}
-
-static uint64_t mix(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
 }
 
 static void make_key(unsigned char *key, uint64_t i)

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "region.h"
+#include "benchutil.h"
 #include "shmckpt.h"
 
 #define RING (64ull << 20)
@@ -36,27 +37,6 @@
 #define TIMED 2000000ull
 #define UNTIMED 10000000ull
 #define HBINS 65536 /* ns; slower commits go to the last bin */
-
-static inline uint64_t tsc(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	uint32_t lo, hi;
-	__asm__ __volatile__("lfence\n\trdtsc\n\tlfence"
-			     : "=a"(lo), "=d"(hi)::"memory");
-	return ((uint64_t)hi << 32) | lo;
-#else
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-#endif
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *what, int ret)
 {

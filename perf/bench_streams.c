@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "benchutil.h"
 #include "shmckpt.h"
 
 #define MAXS 1024
@@ -58,13 +59,6 @@
 #define PUTS 4
 #define KEYS 64
 #define WARMUP_S 1.0
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *what, int64_t ret)
 {
@@ -80,52 +74,6 @@ static void usage(void)
 			"  (env CKPT_BENCH_STREAMS, CKPT_BENCH_SECONDS, "
 			"CKPT_RESULTS, CKPT_BENCH_DIR)\n");
 	exit(2);
-}
-
-static const char *fs_name(long t)
-{
-	switch ((unsigned long)t) {
-	case 0xEF53: return "ext4";
-	case 0x58465342: return "xfs";
-	case 0x9123683E: return "btrfs";
-	case 0x01021994: return "tmpfs";
-	case 0x858458f6: return "ramfs";
-	case 0x794c7630: return "overlayfs";
-	case 0x6969: return "nfs";
-	case 0x2fc12fc1: return "zfs";
-	case 0xF2F52010: return "f2fs";
-	}
-	return "other";
-}
-
-static int is_ramfs(long t)
-{
-	return (unsigned long)t == 0x01021994 || (unsigned long)t == 0x858458f6;
-}
-
-static const char *pick_base(void)
-{
-	const char *c[] = { getenv("CKPT_BENCH_DIR"), getenv("TMPDIR"),
-			    "/var/tmp", "/tmp" };
-	struct statfs sf;
-
-	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
-		if (!c[i] || statfs(c[i], &sf) != 0)
-			continue;
-		if (i == 0 || !is_ramfs((long)sf.f_type))
-			return c[i];
-	}
-	return "/tmp";
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	remove(p);
-	return 0;
 }
 
 struct run {
