@@ -304,11 +304,16 @@ int ckpt__region_open(const char *absdir, const char *name,
 		return ret;
 	for (int tries = 0; tries < 100; tries++) {
 		ret = ckpt__region_attach(absdir, name, rg);
-		if (ret == -EAGAIN && create_ok && region_size0(shm))
-			/* we hold the writer lock, so nobody is creating
-			 * it: an empty region was truncated */
+		if (ret == -EAGAIN && create_ok)
+			/* we hold the writer lock, so nobody is creating it:
+			 * empty, or without its version, it is damaged (or its
+			 * creator died half way, before any commit) */
 			return ckpt__fail(CKPT_ECORRUPT, "region of stream "
-					  "'%s' is 0 bytes (truncated?)", name);
+					  "'%s' %s: damaged, or left half-made; "
+					  "remove it or open with CKPT_O_RESET",
+					  name, region_size0(shm)
+						  ? "is 0 bytes (truncated?)"
+						  : "has layout version 0");
 		if (ret != -ENOENT || !create_ok)
 			return ret;
 		ret = create(shm, absdir, name, geom, rg);

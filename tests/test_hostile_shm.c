@@ -336,7 +336,13 @@ static void test_scribbled_region(void **state)
 		/* the victim, with its damaged region: exact, or refused */
 		int64_t ea = recover_and_check(dir, "victim", 0, c->last[0]);
 		if (ea < 0) {
-			assert_int_equal(ea, CKPT_ECORRUPT);
+			/* refused, saying what it found: damage, a layout
+			 * version or a stream name the scribbles made up */
+			if (ea != CKPT_ECORRUPT && ea != CKPT_EVERSION &&
+			    ea != CKPT_ESTREAM)
+				fail_msg("victim reopened: %s (%s)",
+					 ckpt_strerror((int)ea),
+					 ckpt_last_error());
 			/* the slots alone, once the region is gone */
 			tu_unlink_regions(dir);
 			ea = recover_and_check(dir, "victim", 0, c->last[0]);
