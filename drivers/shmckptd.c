@@ -55,7 +55,7 @@
 #define RECHECK_NS SEC_NS /* IDLE and OTHER: full look at least this often */
 #define RETRY_NS (SEC_NS / 10) /* WAIT after a transient error */
 #define GONE_REMOVE_MS 1000 /* bound of a removal the main loop waits for */
-#define CREATE_GRACE_NS (2 * SEC_NS) /* a new region may look damaged */
+#define CREATE_GRACE_NS (2 * SEC_NS) /* a new stream's slots may not exist yet */
 
 #define EXIT_USAGE 64
 
@@ -302,12 +302,6 @@ static int examine(struct ent *e, const struct stat *shm_st)
 		return E_WAIT; /* gone since readdir: the next scan forgets it */
 	if (ret == -EAGAIN)
 		return E_WAIT; /* its creator is still filling it in */
-	if (ret < 0 && ckpt__mono_ns() - e->since < CREATE_GRACE_NS)
-		/* A region being created is briefly empty (before its
-		 * ftruncate) and then all zeros (before its identity page is
-		 * filled): attach calls that damage, or a foreign mode, not
-		 * "being created".  Judge it only once its creator had time. */
-		return E_WAIT;
 	if (ret == CKPT_EFOREIGN) /* a file of another uid, or not 0600 */
 		return refuse(e, L_WARN, ret, "foreign: %s", ckpt_last_error());
 	if (ret == CKPT_EVERSION || ret == CKPT_ECORRUPT ||
@@ -366,19 +360,6 @@ static int examine(struct ent *e, const struct stat *shm_st)
 		close(sdirfd);
 		ckpt__region_unmap(&rg);
 		return E_IDLE;
-	}
-	if (writer > 0 && ckpt__load_acquire(&h->prod.commit_pos) == 0 &&
-	    ckpt__mono_ns() - e->since < CREATE_GRACE_NS) {
-		/* A new region whose consumer has not committed yet may be
-		 * inside its ckpt_open: with CKPT_O_RESET that open blanks
-		 * the slots after creating the region, and a flusher that
-		 * recovered the old slots first would hold the old history
-		 * (its epochs would shadow the new ones).  A first commit
-		 * means the open is over; before it there is nothing to
-		 * flush. */
-		close(sdirfd);
-		ckpt__region_unmap(&rg);
-		return E_WAIT;
 	}
 	if (!slots_present(sdirfd)) {
 		close(sdirfd);

@@ -179,13 +179,16 @@ static int map_fd(int fd, const char *absdir, const char *name,
 				  "region of stream '%s' belongs to uid %u, not "
 				  "to us (uid %u)",
 				  name, (unsigned)st.st_uid, (unsigned)geteuid());
+	/* Empty: between its creator's shm_open and ftruncate, when its
+	 * fchmod to 0600 may not have happened yet either - so before the
+	 * mode is judged. */
+	if (st.st_size == 0)
+		return ckpt__fail(-EAGAIN, "region of stream '%s' is still "
+				  "being created", name);
 	if ((st.st_mode & 07777) != 0600)
 		return ckpt__fail(CKPT_EFOREIGN,
 				  "region of stream '%s' has mode %04o, not 0600",
 				  name, (unsigned)(st.st_mode & 07777));
-	if (st.st_size == 0) /* between its creator's shm_open and ftruncate */
-		return ckpt__fail(-EAGAIN, "region of stream '%s' is still "
-				  "being created", name);
 	if (st.st_size < (off_t)CKPT_REGION_HDR_SIZE ||
 	    (uint64_t)st.st_size > CKPT_REGION_HDR_SIZE + CKPT_RING_MAX)
 		return ckpt__fail(CKPT_ECORRUPT,
