@@ -109,24 +109,15 @@ static void set_invalid(ckpt__slots_t *sl, int i, int err)
 }
 
 /*
- * Open slot @i and, when @img is not NULL, read the image its header claims
- * into *img.  0 (*img set, the caller frees), 1 when the file is absent,
- * or an error (recorded in sl->why[i]) that makes the slot invalid.
+ * Open slot @i (refusing a symlink, a non-file, another uid's file) into
+ * sl->fd[i] and sl->size[i].  0, 1 when the file is absent, or an error
+ * that makes the slot invalid.
  */
-static int open_slot(int sdirfd, ckpt__slots_t *sl, int i, void **img,
-		     size_t *len)
+static int open_slot(int sdirfd, ckpt__slots_t *sl, int i)
 {
-	unsigned char hdr[CKPT_SLOT_HDR_SIZE];
 	struct stat st;
-	uint64_t claimed, want;
-	unsigned char *b;
-	ssize_t n;
 	int fd;
 
-	if (img) {
-		*img = NULL;
-		*len = 0;
-	}
 	/* O_NONBLOCK: a FIFO planted under the slot's name must not hang us */
 	fd = openat(sdirfd, slot_path[i],
 		    O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -152,22 +143,36 @@ static int open_slot(int sdirfd, ckpt__slots_t *sl, int i, void **img,
 	(void)fcntl(fd, F_SETFL, 0); /* back to blocking I/O */
 	sl->fd[i] = fd;
 	sl->size[i] = (uint64_t)st.st_size;
-	if (!img)
-		return 0; /* only the descriptor is wanted */
+	return 0;
+}
+
+/*
+ * Read from open slot @i the image its header claims into *img (the
+ * caller frees).  0, or an error that makes the slot invalid.
+ */
+static int read_image(const ckpt__slots_t *sl, int i, void **img,
+		      size_t *len)
+{
+	unsigned char hdr[CKPT_SLOT_HDR_SIZE];
+	uint64_t claimed, want;
+	unsigned char *b;
+	int fd = sl->fd[i];
+	ssize_t n;
 
 	n = pread(fd, hdr, sizeof(hdr), 0);
 	if (n < 0)
 		return ckpt__fail(-errno, "%s: read: %s", slot_path[i],
 				  strerror(errno));
 	if ((size_t)n < sizeof(hdr))
-		return ckpt__fail(CKPT_ECORRUPT, "%s is %lld bytes, shorter "
+		return ckpt__fail(CKPT_ECORRUPT, "%s is %llu bytes, shorter "
 				  "than the %u-byte header", slot_path[i],
-				  (long long)st.st_size, CKPT_SLOT_HDR_SIZE);
+				  (unsigned long long)sl->size[i],
+				  CKPT_SLOT_HDR_SIZE);
 	/* body_len (offset 40) is not trusted yet: it only bounds the read,
 	 * and a claim past the file's end reads what is there, which then
 	 * fails verification with a precise message */
 	claimed = ld64le(hdr + 40);
-	want = (uint64_t)st.st_size;
+	want = sl->size[i];
 	if (claimed <= want - CKPT_SLOT_HDR_SIZE)
 		want = CKPT_SLOT_HDR_SIZE + claimed;
 	if (want > SIZE_MAX / 2)
@@ -203,22 +208,20 @@ static int open_slot(int sdirfd, ckpt__slots_t *sl, int i, void **img,
 	return 0;
 }
 
-/* What slot @i's header claims, unverified: only to order the work. */
-static void claim_of(int sdirfd, int i, int64_t *epoch, uint64_t *seq)
+/* What open slot @i's header claims, unverified: only to order the work
+ * (-1 when it cannot even be read). */
+static void claim_of(const ckpt__slots_t *sl, int i, int64_t *epoch,
+		     uint64_t *seq)
 {
 	unsigned char h[48];
-	int fd = openat(sdirfd, slot_path[i],
-			O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 
 	*epoch = -1;
 	*seq = 0;
-	if (fd < 0)
-		return;
-	if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h)) {
+	if (sl->fd[i] >= 0 &&
+	    pread(sl->fd[i], h, sizeof(h), 0) == (ssize_t)sizeof(h)) {
 		*epoch = (int64_t)ld64le(h + 16);
 		*seq = ld64le(h + 24);
 	}
-	close(fd);
 }
 
 int ckpt__slots_open(int sdirfd, const char *name, int reset,
@@ -271,8 +274,17 @@ int ckpt__slots_open_bounded(int sdirfd, const char *name, int reset,
 	 * untrusted, but they only order the work: a damaged header that
 	 * claims more than it has fails verification like any damage.
 	 */
-	for (int i = 0; i < 2; i++)
-		claim_of(sdirfd, i, &ce[i], &cs[i]);
+	for (int i = 0; i < 2; i++) {
+		ret = absent[i] ? 1 : open_slot(sdirfd, sl, i);
+		if (ret == 1) {
+			absent[i] = 1;
+			ckpt__fail(-ENOENT, "%s is missing", slot_path[i]);
+			set_invalid(sl, i, -ENOENT);
+		} else if (ret < 0) {
+			set_invalid(sl, i, ret);
+		}
+		claim_of(sl, i, &ce[i], &cs[i]);
+	}
 	if (ce[1] > ce[0] || (ce[1] == ce[0] && cs[1] > cs[0])) {
 		order[0] = 1;
 		order[1] = 0;
@@ -282,28 +294,19 @@ int ckpt__slots_open_bounded(int sdirfd, const char *name, int reset,
 		void *img = NULL;
 		size_t len = 0;
 
-		if (absent[i]) {
-			ckpt__fail(-ENOENT, "%s is missing", slot_path[i]);
-			set_invalid(sl, i, -ENOENT);
-			continue;
-		}
-		ret = open_slot(sdirfd, sl, i, sl->newest < 0 ? &img : NULL,
-				&len);
-		if (ret == 1) {
-			absent[i] = 1;
-			ckpt__fail(-ENOENT, "%s is missing", slot_path[i]);
-			set_invalid(sl, i, -ENOENT);
-			continue;
-		}
-		if (ret == 0 && sl->newest < 0 && ce[i] > trust_max)
+		if (sl->fd[i] < 0)
+			continue; /* missing or refused: invalid already */
+		ret = 0;
+		if (sl->newest < 0 && ce[i] > trust_max)
 			ret = ckpt__fail(CKPT_ECORRUPT, "%s claims epoch %lld, "
 					 "written by a flusher that then failed "
 					 "on I/O (durable was %lld): not "
 					 "trusted", slot_path[i],
 					 (long long)ce[i], (long long)trust_max);
-		else if (ret == 0 && sl->newest < 0)
+		else if (sl->newest < 0 &&
+			 (ret = read_image(sl, i, &img, &len)) == 0)
 			ret = ckpt__slot_decode(img, len, name, snap, &info);
-		else if (ret == 0) /* the older one: its header is enough */
+		else if (sl->newest >= 0) /* the older one: its header is enough */
 			ret = 2;
 		free(img);
 		if (ret == -ENOMEM)
@@ -354,7 +357,7 @@ int ckpt__slots_open_bounded(int sdirfd, const char *name, int reset,
 			continue;
 		ret = create_blank(sdirfd, name, i);
 		if (ret == 0)
-			ret = open_slot(sdirfd, sl, i, NULL, NULL);
+			ret = open_slot(sdirfd, sl, i);
 		if (ret != 0) {
 			ret = ret > 0 ? -ENOENT : ret;
 			goto out;
