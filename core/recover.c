@@ -175,20 +175,17 @@ int ckpt__stream_recover(ckpt_stream_t *s)
 			return ret;
 		flockfd = ret;
 	}
-	/* (CKPT_O_RESET blanked the slots already, before the region) */
-	ret = ckpt__recover(s->name, s->sdirfd, &s->rg, 0, thread, &snap,
-			    &slots, &rd);
-	/* a sidecar writing the slots while we read them can tear what we
-	 * read twice over; its publishes show in the futex word: retry */
-	for (int tries = 0; !thread && ret == CKPT_ECORRUPT && tries < 3;
-	     tries++) {
+	/* (CKPT_O_RESET blanked the slots already, before the region.)  A
+	 * sidecar writing the slots while we read them can tear both reads;
+	 * its publishes bump the futex word, so when one happened during a
+	 * failed read, read again (a few times at most). */
+	for (int tries = 0;; tries++) {
 		uint32_t w0 = ckpt__load_acquire(&s->rg.hdr->flush.durable_futex);
-		usleep(10000);
-		if (ckpt__load_acquire(&s->rg.hdr->flush.durable_futex) == w0 &&
-		    tries > 0)
-			break;
 		ret = ckpt__recover(s->name, s->sdirfd, &s->rg, 0, thread,
 				    &snap, &slots, &rd);
+		if (thread || ret != CKPT_ECORRUPT || tries == 3 ||
+		    ckpt__load_acquire(&s->rg.hdr->flush.durable_futex) == w0)
+			break;
 	}
 	if (ret < 0)
 		goto fail_lock;
