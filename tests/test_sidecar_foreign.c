@@ -55,18 +55,10 @@ struct ctl {
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
-static void child_fail(struct ctl *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4), noreturn));
-
-static void child_fail(struct ctl *c, int code, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(c->why, sizeof(c->why), fmt, ap);
-	va_end(ap);
-	STORE(&c->failed, 1);
-	_exit(code);
-}
+/* In a child: say why in c->why, raise c->failed, _exit(code). */
+#define child_fail(c, code, ...)                                           \
+	tu_child_fail((c)->why, sizeof((c)->why), &(c)->failed, (code),   \
+		      __VA_ARGS__)
 
 static int become_nobody(void)
 {

@@ -110,3 +110,16 @@ void tu_skip(const char *fmt, ...)
 	fflush(stdout);
 	exit(CKPT_TEST_SKIP);
 }
+
+void tu_child_fail(char *why, size_t cap, int *failed, int code,
+		   const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, cap, fmt, ap);
+	va_end(ap);
+	/* pairs with the parent's acquire load of *failed: why is written */
+	__atomic_store_n(failed, 1, __ATOMIC_RELEASE);
+	_exit(code);
+}

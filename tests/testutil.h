@@ -40,6 +40,12 @@ uint64_t tu_now_ns(void);
 /* Wait for @pid; returns its raw wait status. */
 int tu_wait(pid_t pid);
 
+/* In a forked child: write the reason into @why (@cap bytes of memory the
+ * parent shares and reads), raise *failed with release, and _exit(@code). */
+void tu_child_fail(char *why, size_t cap, int *failed, int code,
+		   const char *fmt, ...)
+	__attribute__((format(printf, 5, 6), noreturn));
+
 /* Print "SKIP: why" and exit 77. */
 void tu_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
