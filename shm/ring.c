@@ -76,7 +76,11 @@ int ckpt__prod_init(ckpt__producer_t *pr, ckpt__region_t *rg, int full_policy,
 	 * stored after it); committed_epoch only counts when that seal was
 	 * already overwritten (everything released, then a dead writer's
 	 * unsealed records over it). */
-	if (commit >= SEAL_LEN) {
+	/* A real seal never wraps (records are contiguous); in a damaged
+	 * ring the bytes before commit_pos may, so check the seal lies inside
+	 * the ring before reading it. */
+	if (commit >= SEAL_LEN &&
+	    ((commit - SEAL_LEN) & pr->mask) + SEAL_LEN <= pr->cap) {
 		const struct ckpt_rec_seal *sl =
 			(const void *)(pr->ring + ((commit - SEAL_LEN) & pr->mask));
 		if (sl->h.len == SEAL_LEN && sl->h.type == CKPT_R_SEAL &&
