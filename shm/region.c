@@ -76,6 +76,7 @@ int ckpt__region_validate(const void *map, size_t len, const char *name,
 			  ckpt__region_t *rg)
 {
 	const struct ckpt_region *h = map;
+	struct ckpt_region_id id;
 	uint32_t ver;
 	uint64_t cap, commit, release;
 	char nm[CKPT_NAME_MAX + 1];
@@ -91,7 +92,12 @@ int ckpt__region_validate(const void *map, size_t len, const char *name,
 	ver = ckpt__load_acquire(&h->id.layout_version);
 	if (ver == 0)
 		return ckpt__fail(-EAGAIN, "region is still being created");
-	if (h->id.magic != CKPT_REGION_MAGIC)
+	/* Everything else is checked on a private copy: another process can
+	 * rewrite the page between a check and a use, so a field is never
+	 * read from the mapping twice (a length checked once, then used
+	 * from a second read, would index anywhere). */
+	memcpy(&id, &h->id, sizeof(id));
+	if (id.magic != CKPT_REGION_MAGIC)
 		return ckpt__fail(CKPT_ECORRUPT,
 				  "region does not start with the shmckpt magic");
 	if (ver != CKPT_LAYOUT_VERSION)
@@ -100,32 +106,32 @@ int ckpt__region_validate(const void *map, size_t len, const char *name,
 				  "reads version %u only (drain it with the build "
 				  "that made it, or remove it to discard it)",
 				  ver, CKPT_LAYOUT_VERSION);
-	cap = h->id.ring_capacity;
-	if (h->id.header_size != CKPT_REGION_HDR_SIZE ||
-	    h->id.ring_offset != CKPT_REGION_HDR_SIZE || !is_pow2(cap) ||
+	cap = id.ring_capacity;
+	if (id.header_size != CKPT_REGION_HDR_SIZE ||
+	    id.ring_offset != CKPT_REGION_HDR_SIZE || !is_pow2(cap) ||
 	    cap < CKPT_RING_MIN || cap > CKPT_RING_MAX)
 		return ckpt__fail(CKPT_ECORRUPT,
 				  "region geometry is invalid (header %u, ring at "
 				  "%llu, capacity %llu)",
-				  h->id.header_size,
-				  (unsigned long long)h->id.ring_offset,
+				  id.header_size,
+				  (unsigned long long)id.ring_offset,
 				  (unsigned long long)cap);
-	if (h->id.region_size != CKPT_REGION_HDR_SIZE + cap ||
-	    h->id.region_size != len)
+	if (id.region_size != CKPT_REGION_HDR_SIZE + cap ||
+	    id.region_size != len)
 		return ckpt__fail(CKPT_ECORRUPT,
 				  "region is %zu bytes but its header says %llu "
 				  "(truncated?)",
-				  len, (unsigned long long)h->id.region_size);
-	if (h->id.max_key == 0 || h->id.max_key > 65536 ||
-	    h->id.max_value > (16u << 20) || h->id.max_meta > (16u << 20))
+				  len, (unsigned long long)id.region_size);
+	if (id.max_key == 0 || id.max_key > 65536 ||
+	    id.max_value > (16u << 20) || id.max_meta > (16u << 20))
 		return ckpt__fail(CKPT_ECORRUPT, "region limits are invalid");
-	if (h->id.name_len == 0 || h->id.name_len > CKPT_NAME_MAX ||
-	    h->id.name[h->id.name_len] != '\0' ||
-	    memchr(h->id.name, 0, h->id.name_len) ||
-	    h->id.dir_len >= CKPT_DIR_MAX || h->id.dir[h->id.dir_len] != '\0')
+	if (id.name_len == 0 || id.name_len > CKPT_NAME_MAX ||
+	    id.name[id.name_len] != '\0' ||
+	    memchr(id.name, 0, id.name_len) ||
+	    id.dir_len >= CKPT_DIR_MAX || id.dir[id.dir_len] != '\0')
 		return ckpt__fail(CKPT_ECORRUPT, "region name or dir is invalid");
-	memcpy(nm, h->id.name, h->id.name_len);
-	nm[h->id.name_len] = '\0';
+	memcpy(nm, id.name, id.name_len);
+	nm[id.name_len] = '\0';
 	if (ckpt__check_name(nm) < 0)
 		return ckpt__fail(CKPT_ECORRUPT, "region name is invalid");
 	if (name && strcmp(nm, name) != 0)
@@ -157,9 +163,11 @@ int ckpt__region_validate(const void *map, size_t len, const char *name,
 		rg->cap = cap;
 		rg->mask = cap - 1;
 		rg->map_len = len;
-		rg->max_key = h->id.max_key;
-		rg->max_value = h->id.max_value;
-		rg->max_meta = h->id.max_meta;
+		rg->max_key = id.max_key;
+		rg->max_value = id.max_value;
+		rg->max_meta = id.max_meta;
+		_Static_assert(sizeof(rg->name) > CKPT_NAME_MAX, "name fits");
+		memcpy(rg->name, nm, id.name_len + 1);
 	}
 	return 0;
 }

@@ -22,6 +22,8 @@ typedef struct ckpt__region {
 	uint64_t mask; /* cap - 1 */
 	size_t map_len;
 	uint32_t max_key, max_value, max_meta; /* validated copies */
+	/* validated copy of the stream name, NUL-terminated */
+	char name[sizeof(((struct ckpt_region_id *)0)->name)];
 } ckpt__region_t;
 
 struct ckpt__region_geom {

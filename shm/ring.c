@@ -65,8 +65,8 @@ int ckpt__prod_init(ckpt__producer_t *pr, ckpt__region_t *rg, int full_policy,
 	 * the flusher's store_release of release_pos. */
 	commit = ckpt__load_relaxed(&h->prod.commit_pos);
 	release = ckpt__load_acquire(&h->flush.release_pos);
-	if (release > commit || commit - release > pr->cap || commit % 8 ||
-	    commit > CKPT_POS_MAX)
+	if (release > commit || commit - release > pr->cap ||
+	    (commit | release) % 8 || commit > CKPT_POS_MAX)
 		return ckpt__fail(CKPT_ECORRUPT,
 				  "ring positions inconsistent at attach");
 	epoch = (int64_t)ckpt__load_relaxed(&h->prod.committed_epoch);
@@ -140,11 +140,13 @@ static int __attribute__((noinline)) wait_room(ckpt__producer_t *pr,
 		/* pairs with the flusher's store_release of release_pos in
 		 * ckpt_reader_durable(): space it frees is no longer read */
 		uint64_t rel = ckpt__load_acquire(&pr->f->release_pos);
-		if (CKPT_UNLIKELY(rel < pr->release_cache || rel > pr->wpos)) {
+		if (CKPT_UNLIKELY(rel < pr->release_cache || rel > pr->wpos ||
+				  rel % 8)) {
 			pr->corrupt = 1;
 			return ckpt__fail(CKPT_ECORRUPT,
-					  "release position moved backwards or "
-					  "past the write position");
+					  "release position moved backwards, "
+					  "past the write position, or off "
+					  "alignment");
 		}
 		pr->release_cache = rel;
 		if (end - rel <= pr->cap)
@@ -406,7 +408,7 @@ static int corrupt(ckpt__rd_t *rd, const char *what, uint64_t pos)
 {
 	return ckpt__fail(CKPT_ECORRUPT,
 			  "ring of stream '%s' damaged at position %llu: %s",
-			  rd->rg->hdr->id.name, (unsigned long long)pos, what);
+			  rd->rg->name, (unsigned long long)pos, what);
 }
 
 /* Validate one record in the private copy.  @pos is its ring position. */
@@ -502,6 +504,11 @@ int ckpt__rd_next(ckpt__rd_t *rd, ckpt_epoch_t *ep)
 	if (commit < rd->rpos || commit - rd->rpos > rg->cap || commit % 8 ||
 	    commit > CKPT_POS_MAX)
 		return corrupt(rd, "commit position out of range", commit);
+	/* rpos came from release_pos (shared memory, read again after the
+	 * attach checked it) or from whole records: aligned, or the length
+	 * word below would be read across the ring's end */
+	if (rd->rpos % CKPT_REC_ALIGN)
+		return corrupt(rd, "release position is not aligned", rd->rpos);
 
 	/* 1. find the seal in shared memory, by lengths only */
 	pos = rd->rpos;
