@@ -115,7 +115,10 @@ int ckpt_status(ckpt_stream_t *s, ckpt_status_t *st)
 	hb = ckpt__load_relaxed(&f->heartbeat_ns);
 	now = ckpt__mono_ns();
 	if (s->opts.flusher == CKPT_FLUSHER_EXTERNAL &&
-	    (!pid || now - hb > FLUSHER_STALE_NS || kill((pid_t)pid, 0) < 0)) {
+	    (!pid || pid > (uint32_t)INT32_MAX || now - hb > FLUSHER_STALE_NS ||
+	     kill((pid_t)pid, 0) < 0)) {
+		/* (a pid from shared memory: above INT32_MAX, kill would
+		 * probe a process group, or every process) */
 		st->health = CKPT_NOFLUSHER;
 		if (pid)
 			snprintf(st->why, sizeof(st->why), "no flusher: pid %u "

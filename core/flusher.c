@@ -76,6 +76,8 @@ struct ckpt__fstream {
 	/* removal, under fl->mu */
 	int remove_req; /* 1: wait for durable; 2: drop; 3: as 1, by stop */
 	uint64_t remove_deadline; /* 0: none */
+	int64_t remove_until; /* the epoch to wait for; < 0: the region's
+			       * committed_epoch (a sidecar knows no other) */
 	int removed;
 	int result;
 };
@@ -430,11 +432,18 @@ static void removals(ckpt__flusher_t *fl, uint64_t now)
 			pp = &fs->next;
 			continue;
 		}
-		/* pairs with the producer's release store of commit_pos;
-		 * committed_epoch is stored before it */
-		(void)ckpt__load_acquire(&fs->rg->hdr->prod.commit_pos);
-		committed = (int64_t)ckpt__load_relaxed(
-			&fs->rg->hdr->prod.committed_epoch);
+		/* The producer in this process said which epoch it last
+		 * committed: nothing in shared memory can change that.  A
+		 * sidecar has only the region's word (pairs with the
+		 * producer's release store of commit_pos; committed_epoch is
+		 * stored before it). */
+		if (fs->remove_until >= 0) {
+			committed = fs->remove_until;
+		} else {
+			(void)ckpt__load_acquire(&fs->rg->hdr->prod.commit_pos);
+			committed = (int64_t)ckpt__load_relaxed(
+				&fs->rg->hdr->prod.committed_epoch);
+		}
 		if (fs->failed) {
 			/* our own copy: the region's may be scribbled over */
 			fs->result = fs->failed_pub;
@@ -650,12 +659,13 @@ int ckpt__flusher_add(ckpt__flusher_t *fl, const struct ckpt__fstream_init *in,
 }
 
 static int remove_common(ckpt__flusher_t *fl, ckpt__fstream_t *fs, int how,
-			 int timeout_ms)
+			 int timeout_ms, int64_t until)
 {
 	int ret;
 
 	pthread_mutex_lock(&fl->mu);
 	fs->remove_req = how;
+	fs->remove_until = until;
 	if (timeout_ms >= 0)
 		fs->remove_deadline = ckpt__mono_ns() +
 				      (uint64_t)timeout_ms * 1000000ull;
@@ -669,14 +679,14 @@ static int remove_common(ckpt__flusher_t *fl, ckpt__fstream_t *fs, int how,
 }
 
 int ckpt__flusher_remove(ckpt__flusher_t *fl, ckpt__fstream_t *fs,
-			 int timeout_ms)
+			 int timeout_ms, int64_t until)
 {
-	return remove_common(fl, fs, 1, timeout_ms);
+	return remove_common(fl, fs, 1, timeout_ms, until);
 }
 
 int ckpt__flusher_drop(ckpt__flusher_t *fl, ckpt__fstream_t *fs)
 {
-	return remove_common(fl, fs, 2, 0);
+	return remove_common(fl, fs, 2, 0, -1);
 }
 
 int ckpt__fstream_failed(const ckpt__fstream_t *fs)
@@ -702,6 +712,7 @@ void ckpt__flusher_stop(ckpt__flusher_t *fl, int timeout_ms)
 		     fs = fs->next)
 			if (!fs->remove_req) {
 				fs->remove_req = 3;
+				fs->remove_until = -1;
 				fs->remove_deadline = deadline;
 			}
 	fl->stop = 1;

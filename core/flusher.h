@@ -51,13 +51,16 @@ unsigned ckpt__flusher_nstreams(ckpt__flusher_t *fl);
 int ckpt__flusher_add(ckpt__flusher_t *fl, const struct ckpt__fstream_init *in,
 		      ckpt__fstream_t **out);
 /*
- * Take a stream back: waits until its newest committed epoch is durable (at
- * most @timeout_ms, -1 no bound; never abandoning a write in flight) or the
- * stream failed.  Frees everything it owned, the snapshot included.
- * Returns 0, the stream's error, or -ETIMEDOUT.
+ * Take a stream back: waits until epoch @until is durable (at most
+ * @timeout_ms, -1 no bound; never abandoning a write in flight) or the
+ * stream failed.  @until < 0 waits for the region's committed_epoch (a
+ * sidecar, which has no other word for it); the producer's own process
+ * passes the epoch it last committed, which shared memory cannot alter.
+ * Frees everything it owned, the snapshot included.  Returns 0 (@until is
+ * durable), the stream's error, or -ETIMEDOUT.
  */
 int ckpt__flusher_remove(ckpt__flusher_t *fl, ckpt__fstream_t *fs,
-			 int timeout_ms);
+			 int timeout_ms, int64_t until);
 /* Like remove, but without waiting for anything but a write in flight
  * (a sidecar dropping a stream that failed, or shutting down hard). */
 int ckpt__flusher_drop(ckpt__flusher_t *fl, ckpt__fstream_t *fs);

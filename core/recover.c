@@ -241,11 +241,15 @@ fail_lock:
 	return ret;
 }
 
-void ckpt__stream_stop(ckpt_stream_t *s, int *err)
+int ckpt__stream_stop(ckpt_stream_t *s, int *err)
 {
+	int all_durable = 0;
+
 	*err = 0;
 	if (s->fl) {
-		*err = ckpt__flusher_remove(s->fl, s->fs, 10000);
+		/* pr.epoch: what this process committed, by its own count */
+		*err = ckpt__flusher_remove(s->fl, s->fs, 10000, s->pr.epoch);
+		all_durable = *err == 0;
 		ckpt__flusher_put(s->fl);
 		s->fl = NULL;
 		s->fs = NULL;
@@ -254,4 +258,5 @@ void ckpt__stream_stop(ckpt_stream_t *s, int *err)
 		ckpt__snap_free(s->snap);
 		s->snap = NULL;
 	}
+	return all_durable;
 }

@@ -175,19 +175,23 @@ fail:
 
 int ckpt_close(ckpt_stream_t *s)
 {
-	int err = 0;
+	int err = 0, all_durable;
 
 	if (!s)
 		return 0;
-	ckpt__stream_stop(s, &err);
+	all_durable = ckpt__stream_stop(s, &err);
 	ckpt__store_relaxed(&s->rg.hdr->prod.owner_pid, 0);
 	/* Our own flusher made everything committed durable: shared memory
-	 * holds nothing the slots do not, so give it back.  Otherwise (or
-	 * with an external flusher, which may still be at work and keeps
-	 * serving the region) it stays for the next open (R3). */
-	if (!err && s->opts.flusher == CKPT_FLUSHER_THREAD &&
-	    (int64_t)ckpt__load_acquire(
-			    &s->rg.hdr->flush.durable_epoch) >= s->pr.epoch)
+	 * holds nothing the slots do not, so give it back.  The flusher's
+	 * word decides, not the region's durable_epoch, which anyone who can
+	 * write the region could raise.  Producer-only streams have no other
+	 * word than the region's (their caller's reader publishes there).
+	 * Otherwise (or with an external flusher, which may still be at work
+	 * and keeps serving the region) it stays for the next open (R3). */
+	if (s->opts.flags & CKPT_O_NOSLOTS)
+		all_durable = (int64_t)ckpt__load_acquire(
+			&s->rg.hdr->flush.durable_epoch) >= s->pr.epoch;
+	if (!err && s->opts.flusher == CKPT_FLUSHER_THREAD && all_durable)
 		(void)ckpt__region_unlink(s->absdir, s->name);
 	ckpt__region_unmap(&s->rg);
 	close(s->lockfd); /* releases the writer lock */

@@ -35,7 +35,9 @@ int ckpt__opts_resolve(const ckpt_opts_t *in, ckpt_opts_t *out);
 /* Defined by recovery (core/recover.c): load the newest valid slot and
  * replay the region's committed epochs; start the flusher if asked. */
 int ckpt__stream_recover(ckpt_stream_t *s);
-/* Stop flushing (waiting, bounded, for the last commit to be durable). */
-void ckpt__stream_stop(ckpt_stream_t *s, int *err);
+/* Stop flushing (waiting, bounded, for the last commit to be durable).
+ * Returns 1 when this process's own flusher made every epoch the stream
+ * committed durable, by its own account; 0 otherwise. */
+int ckpt__stream_stop(ckpt_stream_t *s, int *err);
 
 #endif

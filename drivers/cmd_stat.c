@@ -123,8 +123,9 @@ static void copy_string(char *dst, const char *src, size_t n)
 	dst[i] = '\0';
 }
 
-static void copy_counters(const struct ckpt_region *h, struct sample *s)
+static void copy_counters(const ckpt__region_t *rg, struct sample *s)
 {
+	const struct ckpt_region *h = rg->hdr;
 	const struct ckpt_region_prod *p = &h->prod;
 	const struct ckpt_region_flush *f = &h->flush;
 	const struct ckpt_region_stats *st = &h->stats;
@@ -132,7 +133,7 @@ static void copy_counters(const struct ckpt_region *h, struct sample *s)
 
 	s->created_ns = h->id.created_ns;
 	s->flusher_mode = ckpt__load_acquire(&h->prod.flusher_mode);
-	s->ring_cap = h->id.ring_capacity;
+	s->ring_cap = rg->cap; /* validated at attach, unlike the page now */
 	/* release before commit: release_pos never passes commit_pos, so
 	 * read in this order the difference cannot go negative (pairs with
 	 * the flusher's and the producer's store_release of each) */
@@ -291,7 +292,7 @@ static int read_region(const char *shm, const char *name, struct sample *s)
 		usleep(2000);
 	}
 	if (ret == 0) {
-		copy_counters(rg.hdr, s);
+		copy_counters(&rg, s);
 		s->mono_ns = ckpt__mono_ns();
 		s->real_ns = ckpt__real_ns();
 	}

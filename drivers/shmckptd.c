@@ -478,7 +478,7 @@ fail:
 static int release(struct ent *e, int drop, int timeout_ms)
 {
 	int ret = drop ? ckpt__flusher_drop(fl, e->fs)
-		       : ckpt__flusher_remove(fl, e->fs, timeout_ms);
+		       : ckpt__flusher_remove(fl, e->fs, timeout_ms, -1);
 
 	/* the flusher unmapped and freed the region, closed the slots and
 	 * the flusher lock */
