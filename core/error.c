@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-static _Thread_local char last_error[512];
+static _Thread_local char last_error[1024];
 
 int ckpt__fail(int code, const char *fmt, ...)
 {

@@ -14,6 +14,11 @@
 /* Wrap a system call's result the liburing/libuv way. */
 #define CKPT__ERR(ret) ((ret) < 0 ? -errno : (ret))
 
+/* Appended to errors that mean the region (the ring) is damaged. */
+#define CKPT__RING_DAMAGED_HINT                                               \
+	"'shmckpt drop-region --yes' gives up the ring and keeps the slots, " \
+	"losing only epochs never made durable; CKPT_O_RESET starts over"
+
 /* Record the details of a failure for ckpt_last_error(); returns @code so
  * that callers can write: return ckpt__fail(-EBUSY, "held by %d", pid); */
 int ckpt__fail(int code, const char *fmt, ...)

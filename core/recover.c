@@ -85,7 +85,7 @@ int ckpt__recover(const char *name, int sdirfd, ckpt__region_t *rg, int reset,
 				ret = ckpt__fail(CKPT_ECORRUPT,
 						 "region of stream %s is damaged "
 						 "(%s); the slots hold epoch "
-						 "%lld; CKPT_O_RESET starts over",
+						 "%lld: " CKPT__RING_DAMAGED_HINT,
 						 name, ckpt_last_error(),
 						 (long long)slot_epoch);
 			goto fail_rd;

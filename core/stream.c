@@ -139,6 +139,9 @@ int ckpt_open(const char *dir, const char *name, const ckpt_opts_t *opts,
 	geom.max_meta = s->opts.max_meta;
 	geom.flusher_mode = (uint32_t)s->opts.flusher;
 	ret = ckpt__region_open(s->absdir, name, &geom, 1, &s->rg, &created);
+	if (ret == CKPT_ECORRUPT)
+		ret = ckpt__fail(ret, "%s: " CKPT__RING_DAMAGED_HINT,
+				 ckpt_last_error());
 	if (ret < 0)
 		goto fail;
 	/* who flushes it from now on: a sidecar hands a stream back once it
@@ -147,6 +150,9 @@ int ckpt_open(const char *dir, const char *name, const ckpt_opts_t *opts,
 			    (uint32_t)s->opts.flusher);
 	ret = ckpt__prod_init(&s->pr, &s->rg, s->opts.full_policy,
 			      s->opts.full_wait_ms, 0);
+	if (ret == CKPT_ECORRUPT)
+		ret = ckpt__fail(ret, "%s: " CKPT__RING_DAMAGED_HINT,
+				 ckpt_last_error());
 	if (ret < 0)
 		goto fail;
 	{

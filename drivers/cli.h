@@ -20,6 +20,7 @@ int cmd_stat_main(int argc, char **argv); /* cmd_stat.c */
 int cmd_inspect_main(int argc, char **argv); /* cmd_slots.c */
 int cmd_verify_main(int argc, char **argv); /* exit 0/1/2/64 */
 int cmd_dump_main(int argc, char **argv);
+int cmd_drop_region_main(int argc, char **argv); /* cmd_slots.c */
 
 /* Parse a decimal integer in [min, max]; 0 or -1. */
 int cli_parse_ll(const char *s, long long min, long long max, long long *out);

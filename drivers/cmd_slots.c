@@ -1,7 +1,9 @@
 /*
  * cmd_slots.c - 'shmckpt inspect', 'verify' and 'dump': a stream's two slot
  * files, judged exactly as recovery judges them (ckpt__slot_decode: the
- * XXH3-128 and every structural check, a repeated key included), read-only.
+ * XXH3-128 and every structural check, a repeated key included), read-only;
+ * and 'drop-region', which gives the shared-memory ring up in favour of
+ * those slots once they are judged so.
  *
  * Which slot is "newest" when one is damaged: the one whose header claims
  * the higher (epoch, seq), as recovery orders valid slots.  A damaged slot's
@@ -27,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomic.h"
 #include "ckpt_kafka.h"
 #include "internal.h"
 #include "lock.h"
@@ -476,6 +479,7 @@ static const char *policy_name(int p)
 struct opts {
 	const char *dir, *stream;
 	int json;
+	int yes, dry_run; /* drop-region only */
 };
 
 /* 0, 1 (--help printed), or -1 (usage error printed). */
@@ -486,6 +490,8 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o,
 		{ "dir", required_argument, NULL, 'd' },
 		{ "stream", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "yes", no_argument, NULL, 'y' },
+		{ "dry-run", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -498,12 +504,19 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o,
 		case 'd': o->dir = optarg; break;
 		case 's': o->stream = optarg; break;
 		case 'j': o->json = 1; break;
+		case 'y': o->yes = 1; break;
+		case 'n': o->dry_run = 1; break;
 		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return -1;
 		}
 	}
 	if (optind < argc) {
 		cli_err(cmd, "unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	if ((o->yes || o->dry_run) && strcmp(cmd, "drop-region") != 0) {
+		cli_err(cmd, "--yes and --dry-run are options of drop-region "
+			"only");
 		return -1;
 	}
 	if (!o->dir || !o->stream) {
@@ -984,6 +997,162 @@ out:
 	for (size_t i = 0; i < c.n; i++)
 		free(c.off[i].topic);
 	free(c.off);
+	release(&sv);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * drop-region
+ * ------------------------------------------------------------------------ */
+
+static void drop_usage(FILE *f)
+{
+	fprintf(f,
+"usage: shmckpt drop-region --dir DIR --stream NAME (--yes | --dry-run)\n"
+"                           [--json]\n"
+"\n"
+"Give up the shared-memory region (the ring) of stream NAME and keep its\n"
+"slot files: the next open recovers the newest valid slot and goes on from\n"
+"there.  What is lost is exactly the epochs committed after that slot and\n"
+"not yet durable, which only the ring held; the report says which.  This\n"
+"is the way out when the region is damaged (ckpt_open fails with\n"
+"CKPT_ECORRUPT naming the ring) and the slots are good; CKPT_O_RESET, by\n"
+"contrast, discards the slots too.\n"
+"\n"
+"Refuses while a process has the stream open (it takes the stream's writer\n"
+"lock for the duration, so none can open it meanwhile), and when no slot is\n"
+"valid (the ring may then hold the only copy: see 'shmckpt inspect').  A\n"
+"sidecar serving the stream lets the removed region go by itself.\n"
+"\n"
+"  --yes      do it\n"
+"  --dry-run  only say what would be dropped\n"
+"  --json     one JSON object (docs/TOOLS.md)\n"
+"\n"
+"Exit: 0 dropped (or, with --dry-run, would be), 1 refused or failed,\n"
+"64 usage error.\n");
+}
+
+int cmd_drop_region_main(int argc, char **argv)
+{
+	const char *cmd = "drop-region";
+	struct stream_view sv;
+	ckpt__region_t rg;
+	struct opts o;
+	char rwhy[512] = "";
+	int64_t committed = -1, durable = -1, slot_epoch;
+	pid_t holder = 0;
+	int ret = parse(cmd, argc, argv, &o, drop_usage), sdirfd, lockfd;
+	int present, rc = CLI_FAIL;
+
+	if (ret)
+		return ret > 0 ? CLI_OK : CLI_USAGE;
+	if (o.yes == o.dry_run) {
+		cli_err(cmd, "say --yes to drop the region, or --dry-run to "
+			"see what would be dropped");
+		return CLI_USAGE;
+	}
+	if (analyse(cmd, o.dir, o.stream, &sv) < 0)
+		return CLI_FAIL;
+	/* the writer lock: no open can attach or create the region while we
+	 * look at it and remove it (ckpt_open takes it first) */
+	sdirfd = ckpt__stream_dir(sv.absdir, o.stream, 0);
+	if (sdirfd < 0) {
+		cli_err(cmd, "%s", ckpt_last_error());
+		goto out;
+	}
+	lockfd = ckpt__lock(sdirfd, CKPT_LOCK_WRITER, &holder);
+	close(sdirfd);
+	if (lockfd == -EBUSY) {
+		cli_err(cmd, "stream '%s' is open by pid %d: stop that process "
+			"first", o.stream, (int)holder);
+		goto out;
+	}
+	if (lockfd < 0) {
+		cli_err(cmd, "cannot take the stream's writer lock: %s",
+			ckpt_strerror(lockfd));
+		goto out;
+	}
+	if (sv.use < 0) {
+		cli_err(cmd, "no valid slot: the region may hold the only copy "
+			"of the stream's state; refusing (shmckpt inspect "
+			"--dir %s --stream %s says why each slot is invalid)",
+			o.dir, o.stream);
+		goto out_lock;
+	}
+	slot_epoch = sv.s[sv.use].c_epoch;
+
+	ret = ckpt__region_attach(sv.absdir, o.stream, &rg);
+	present = ret != -ENOENT;
+	if (ret == 0) {
+		/* read after attach checked the positions; only reported */
+		committed = (int64_t)ckpt__load_acquire(
+			&rg.hdr->prod.committed_epoch);
+		durable = (int64_t)ckpt__load_acquire(
+			&rg.hdr->flush.durable_epoch);
+		ckpt__region_unmap(&rg);
+	} else if (present) {
+		snprintf(rwhy, sizeof(rwhy), "%s", ckpt_last_error());
+	}
+	if (present && o.yes) {
+		ret = ckpt__region_unlink(sv.absdir, o.stream);
+		if (ret < 0 && ret != -ENOENT) {
+			cli_err(cmd, "removing the region: %s",
+				ckpt_strerror(ret));
+			goto out_lock;
+		}
+	}
+	rc = CLI_OK;
+	if (o.json) {
+		printf("{\"stream\":");
+		json_utf8(stdout, (const unsigned char *)o.stream,
+			  strlen(o.stream));
+		printf(",\"dir\":");
+		json_text(stdout, sv.absdir);
+		printf(",\"region\":\"%s\"", !present ? "absent"
+					    : rwhy[0] ? "unreadable" : "present");
+		if (rwhy[0]) {
+			printf(",\"region_error\":");
+			json_text(stdout, rwhy);
+		}
+		printf(",\"committed_epoch\":");
+		committed >= 0 ? printf("%" PRId64, committed) : printf("null");
+		printf(",\"durable_epoch\":");
+		durable >= 0 ? printf("%" PRId64, durable) : printf("null");
+		printf(",\"slot\":%d,\"slot_epoch\":%" PRId64, sv.use,
+		       slot_epoch);
+		printf(",\"epochs_dropped\":");
+		committed >= 0 ? printf("%" PRId64, committed > slot_epoch
+						    ? committed - slot_epoch
+						    : 0)
+			       : printf("null");
+		printf(",\"dropped\":%s}\n", present && o.yes ? "true" : "false");
+	} else {
+		const char *verb = o.yes ? "dropped" : "would drop";
+		if (!present)
+			printf("stream %s has no region: nothing to drop; the next "
+			       "open recovers slot-%d (epoch %" PRId64 ")\n",
+			       o.stream, sv.use, slot_epoch);
+		else if (rwhy[0])
+			printf("%s the region of stream %s, which is unreadable "
+			       "(%s): the epochs it held after epoch %" PRId64
+			       " are lost; the next open recovers slot-%d "
+			       "(epoch %" PRId64 ")\n", verb, o.stream, rwhy,
+			       slot_epoch, sv.use, slot_epoch);
+		else if (committed > slot_epoch)
+			printf("%s the region of stream %s: epochs %" PRId64
+			       "..%" PRId64 " (%" PRId64 ") were committed but "
+			       "never durable and are lost; the next open "
+			       "recovers slot-%d (epoch %" PRId64 ")\n", verb,
+			       o.stream, slot_epoch + 1, committed,
+			       committed - slot_epoch, sv.use, slot_epoch);
+		else
+			printf("%s the region of stream %s: nothing is lost "
+			       "(every committed epoch, %" PRId64 ", is in "
+			       "slot-%d)\n", verb, o.stream, committed, sv.use);
+	}
+out_lock:
+	close(lockfd);
+out:
 	release(&sv);
 	return rc;
 }

@@ -25,6 +25,8 @@ static const struct {
 	  "exit 0/1/2: newest slot valid / falls back / none valid" },
 	{ "dump", cmd_dump_main,
 	  "the newest valid slot as JSON: offsets, metadata, state" },
+	{ "drop-region", cmd_drop_region_main,
+	  "give up a (damaged) ring, keep the slots: --yes or --dry-run" },
 };
 
 static void usage(FILE *f)

@@ -40,12 +40,14 @@
 
 #include "kafka_int.h"
 #include "region.h"
+#include "regionmap.h"
 #include "shmckpt.h"
 #include "testutil.h"
 
 #define LIVE "live.0"	  /* THREAD flusher, open while the tool reads */
 #define PARKED "parked-1" /* EXTERNAL, closed: region stays, no flusher */
 #define SLOTS "slots.2"	  /* two durable snapshots, then closed */
+#define DROP "drop.3"	  /* a damaged ring over good slots */
 #define NLIVE 300
 #define NPARKED 40
 
@@ -857,6 +859,135 @@ static void test_probe_fires(void **state)
 	assert_int_equal(fired, FIRE_N);
 }
 
+/* ------------------------------------------------------------------------
+ * drop-region
+ * ------------------------------------------------------------------------ */
+
+static const char PY_DROP[] =
+	"import json, sys\n"
+	"d = json.load(sys.stdin)\n"
+	"slot = int(sys.argv[1])\n"
+	"assert d['stream'] == 'drop.3', d\n"
+	"assert d['region'] == 'present' and d['dropped'] is False, d\n"
+	"assert d['slot_epoch'] == slot, d\n"
+	"assert d['committed_epoch'] == slot + 4, d\n"
+	"assert d['epochs_dropped'] == 4, d\n";
+
+static int region_exists(const char *name)
+{
+	char p[PATH_MAX];
+	rm_path(dir, name, p, sizeof(p));
+	return access(p, F_OK) == 0;
+}
+
+static void flip_drop_slot(int i, off_t off)
+{
+	char p[PATH_MAX];
+	unsigned char c;
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s/slot-%d", dir, DROP, i);
+	fd = open(p, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &c, 1, off), 1);
+	c ^= 0x5a;
+	assert_int_equal(pwrite(fd, &c, 1, off), 1);
+	close(fd);
+}
+
+/* A damaged ring over good slots: ckpt_open refuses and names the way
+ * out; drop-region takes it, losing exactly the epochs never durable. */
+static void test_drop_region(void **state)
+{
+	(void)state;
+	ckpt_stream_t *s;
+	ckpt_opts_t o;
+	int64_t durable, last, next = -1;
+	size_t len;
+	char arg[24], want[64], *out, *err, *txt;
+
+	/* five durable epochs; a clean close gives the region back */
+	ckpt_opts_init(&o);
+	assert_int_equal(ckpt_open(dir, DROP, &o, &s), 0);
+	commit_some(s, 5, &durable);
+	assert_int_equal(ckpt_wait_durable(s, durable, 10000), 0);
+	assert_int_equal(ckpt_close(s), 0);
+	/* four more that nobody flushes: they live in the ring only */
+	ckpt_opts_init(&o);
+	o.flusher = CKPT_FLUSHER_EXTERNAL;
+	assert_int_equal(ckpt_open(dir, DROP, &o, &s), 0);
+	assert_int_equal(ckpt_recovered_epoch(s), durable);
+	commit_some(s, 4, &last);
+	assert_int_equal(last, durable + 4);
+	assert_int_equal(ckpt_close(s), 0);
+	/* a byte of the first ring epoch changes under its seal */
+	struct ckpt_region *h = rm_map(dir, DROP, 1, &len);
+	rm_ring(h)[(h->flush.release_pos + 24) & (h->id.ring_capacity - 1)] ^=
+		0x5a;
+	rm_unmap(h, len);
+
+	ckpt_opts_init(&o);
+	assert_int_equal(ckpt_open(dir, DROP, &o, &s), CKPT_ECORRUPT);
+	printf("open: %s\n", ckpt_last_error());
+	assert_non_null(strstr(ckpt_last_error(), "shmckpt drop-region"));
+
+	out = wpath("drop.out");
+	err = wpath("drop.err");
+	/* neither --yes nor --dry-run: a usage error, nothing done */
+	assert_int_equal(TOOL(out, err, "drop-region", "--dir", dir,
+			      "--stream", DROP), 64);
+	assert_true(region_exists(DROP));
+	/* --dry-run says what would go, and leaves it */
+	assert_int_equal(TOOL(out, err, "drop-region", "--dir", dir,
+			      "--stream", DROP, "--dry-run", "--json"), 0);
+	snprintf(arg, sizeof(arg), "%lld", (long long)durable);
+	if (py)
+		assert_int_equal(python(py, out, PY_DROP, arg, NULL), 0);
+	assert_true(region_exists(DROP));
+	/* --yes drops it, naming the lost epochs */
+	assert_int_equal(TOOL(out, err, "drop-region", "--dir", dir,
+			      "--stream", DROP, "--yes"), 0);
+	txt = slurp(out);
+	printf("drop-region: %s", txt);
+	snprintf(want, sizeof(want), "epochs %lld..%lld (4)",
+		 (long long)durable + 1, (long long)last);
+	assert_non_null(strstr(txt, want));
+	free(txt);
+	assert_false(region_exists(DROP));
+
+	/* the next open starts from the slot: exactly epoch 5 */
+	ckpt_opts_init(&o);
+	assert_int_equal(ckpt_open(dir, DROP, &o, &s), 0);
+	assert_int_equal(ckpt_recovered_epoch(s), durable);
+	assert_int_equal(ckpt_get_offset(s, "events", 3, &next), 0);
+	assert_int_equal(next, 1000 + 4);
+	assert_int_equal(ckpt_close(s), 0);
+
+	/* refused while a process has the stream open */
+	assert_int_equal(TOOL(out, err, "drop-region", "--dir", dir,
+			      "--stream", LIVE, "--yes"), 1);
+	txt = slurp(err);
+	assert_non_null(strstr(txt, "is open by pid"));
+	free(txt);
+	assert_true(region_exists(LIVE));
+
+	/* refused when no slot is valid: the ring may hold the only copy */
+	ckpt_opts_init(&o);
+	o.flusher = CKPT_FLUSHER_EXTERNAL;
+	assert_int_equal(ckpt_open(dir, DROP, &o, &s), 0);
+	commit_some(s, 1, &last);
+	assert_int_equal(ckpt_close(s), 0);
+	flip_drop_slot(0, 100);
+	flip_drop_slot(1, 100);
+	assert_int_equal(TOOL(out, err, "drop-region", "--dir", dir,
+			      "--stream", DROP, "--yes"), 1);
+	txt = slurp(err);
+	assert_non_null(strstr(txt, "no valid slot"));
+	free(txt);
+	assert_true(region_exists(DROP));
+	tu_unlink_regions(dir); /* what this test left */
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -868,6 +999,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_stat_usage),
 		cmocka_unit_test(test_verify),
 		cmocka_unit_test(test_dump_inspect),
+		cmocka_unit_test(test_drop_region),
 		cmocka_unit_test(test_probes_present),
 		cmocka_unit_test(test_probe_fires),
 	};
