@@ -535,6 +535,15 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o,
  * inspect
  * ------------------------------------------------------------------------ */
 
+/* The start of inspect's and drop-region's JSON object: stream and dir. */
+static void json_head(const struct stream_view *sv)
+{
+	printf("{\"stream\":");
+	json_utf8(stdout, (const unsigned char *)sv->name, strlen(sv->name));
+	printf(",\"dir\":");
+	json_text(stdout, sv->absdir);
+}
+
 static void inspect_text_slot(const struct stream_view *sv, int i)
 {
 	const struct slot_view *v = &sv->s[i];
@@ -713,11 +722,7 @@ int cmd_inspect_main(int argc, char **argv)
 		return CLI_FAIL;
 	warn_open(&sv);
 	if (o.json) {
-		printf("{\"stream\":");
-		json_utf8(stdout, (const unsigned char *)o.stream,
-			  strlen(o.stream));
-		printf(",\"dir\":");
-		json_text(stdout, sv.absdir);
+		json_head(&sv);
 		printf(",\"writer_pid\":%d,\"flusher_pid\":%d", (int)sv.writer,
 		       (int)sv.flusher);
 		printf(",\"newest\":%d,\"recovery_uses\":", sv.newest);
@@ -1103,11 +1108,7 @@ int cmd_drop_region_main(int argc, char **argv)
 	}
 	rc = CLI_OK;
 	if (o.json) {
-		printf("{\"stream\":");
-		json_utf8(stdout, (const unsigned char *)o.stream,
-			  strlen(o.stream));
-		printf(",\"dir\":");
-		json_text(stdout, sv.absdir);
+		json_head(&sv);
 		printf(",\"region\":\"%s\"", !present ? "absent"
 					    : rwhy[0] ? "unreadable" : "present");
 		if (rwhy[0]) {

@@ -172,13 +172,6 @@ static void test_limits_flipped_during_validate(void **state)
 	unmk();
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void test_flusher_pid_out_of_range(void **state)
 {
 	(void)state;
@@ -195,7 +188,8 @@ static void test_flusher_pid_out_of_range(void **state)
 	/* a beating "flusher" whose pid, as pid_t, is -1: kill(-1, 0)
 	 * succeeds wherever there is any process we may signal */
 	__atomic_store_n(&h->flush.flusher_pid, 0xffffffffu, __ATOMIC_RELAXED);
-	__atomic_store_n(&h->flush.heartbeat_ns, mono_ns(), __ATOMIC_RELAXED);
+	/* (tu_now_ns: CLOCK_MONOTONIC, the heartbeat's clock) */
+	__atomic_store_n(&h->flush.heartbeat_ns, tu_now_ns(), __ATOMIC_RELAXED);
 	assert_int_equal(ckpt_status(s, &st), 0);
 	printf("health %d: %s\n", st.health, st.why);
 	assert_int_equal(st.health, CKPT_NOFLUSHER);
