@@ -79,7 +79,8 @@ int ckpt__fstream_error(const ckpt__fstream_t *fs);
  * (the caller holds the flusher lock), a slot found newer than the
  * region's durable epoch is published durable at once.
  */
-int ckpt__recover(const char *name, int sdirfd, ckpt__region_t *rg, int reset,
+int ckpt__recover(const char *absdir, const char *name, int sdirfd,
+		  ckpt__region_t *rg, int reset,
 		  int release, ckpt__snap_t **snap, ckpt__slots_t *slots,
 		  ckpt__rd_t *rd);
 

@@ -14,10 +14,12 @@
 /* Wrap a system call's result the liburing/libuv way. */
 #define CKPT__ERR(ret) ((ret) < 0 ? -errno : (ret))
 
-/* Appended to errors that mean the region (the ring) is damaged. */
-#define CKPT__RING_DAMAGED_HINT                                               \
-	"'shmckpt drop-region --yes' gives up the ring and keeps the slots, " \
-	"losing only epochs never made durable; CKPT_O_RESET starts over"
+/* Appended to errors that mean the region (the ring) is damaged; a
+ * format: the arguments are the absolute checkpoint dir and the stream. */
+#define CKPT__RING_DAMAGED_HINT                                              \
+	"'shmckpt drop-region --dir %s --stream %s --yes' gives up the ring " \
+	"and keeps the slots, losing only the epochs the ring alone held; "   \
+	"CKPT_O_RESET starts over"
 
 /* Record the details of a failure for ckpt_last_error(); returns @code so
  * that callers can write: return ckpt__fail(-EBUSY, "held by %d", pid); */

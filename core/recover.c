@@ -26,8 +26,8 @@
 #include "reader.h"
 #include "stream.h"
 
-int ckpt__recover(const char *name, int sdirfd, ckpt__region_t *rg, int reset,
-		  int release, ckpt__snap_t **snapp, ckpt__slots_t *slots,
+int ckpt__recover(const char *absdir, const char *name, int sdirfd,
+		  ckpt__region_t *rg, int reset, int release, ckpt__snap_t **snapp, ckpt__slots_t *slots,
 		  ckpt__rd_t *rd)
 {
 	struct ckpt_region_flush *f = &rg->hdr->flush;
@@ -87,7 +87,7 @@ int ckpt__recover(const char *name, int sdirfd, ckpt__region_t *rg, int reset,
 						 "(%s); the slots hold epoch "
 						 "%lld: " CKPT__RING_DAMAGED_HINT,
 						 name, ckpt_last_error(),
-						 (long long)slot_epoch);
+						 (long long)slot_epoch, absdir, name);
 			goto fail_rd;
 		}
 		if (ep.epoch <= slot_epoch) {
@@ -181,8 +181,8 @@ int ckpt__stream_recover(ckpt_stream_t *s)
 	 * failed read, read again (a few times at most). */
 	for (int tries = 0;; tries++) {
 		uint32_t w0 = ckpt__load_acquire(&s->rg.hdr->flush.durable_futex);
-		ret = ckpt__recover(s->name, s->sdirfd, &s->rg, 0, thread,
-				    &snap, &slots, &rd);
+		ret = ckpt__recover(s->absdir, s->name, s->sdirfd, &s->rg, 0,
+				    thread, &snap, &slots, &rd);
 		if (thread || ret != CKPT_ECORRUPT || tries == 3 ||
 		    ckpt__load_acquire(&s->rg.hdr->flush.durable_futex) == w0)
 			break;

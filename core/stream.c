@@ -139,9 +139,9 @@ int ckpt_open(const char *dir, const char *name, const ckpt_opts_t *opts,
 	geom.max_meta = s->opts.max_meta;
 	geom.flusher_mode = (uint32_t)s->opts.flusher;
 	ret = ckpt__region_open(s->absdir, name, &geom, 1, &s->rg, &created);
-	if (ret == CKPT_ECORRUPT)
+	if (ret == CKPT_ECORRUPT && !(s->opts.flags & CKPT_O_NOSLOTS))
 		ret = ckpt__fail(ret, "%s: " CKPT__RING_DAMAGED_HINT,
-				 ckpt_last_error());
+				 ckpt_last_error(), s->absdir, name);
 	if (ret < 0)
 		goto fail;
 	/* who flushes it from now on: a sidecar hands a stream back once it
@@ -150,9 +150,9 @@ int ckpt_open(const char *dir, const char *name, const ckpt_opts_t *opts,
 			    (uint32_t)s->opts.flusher);
 	ret = ckpt__prod_init(&s->pr, &s->rg, s->opts.full_policy,
 			      s->opts.full_wait_ms, 0);
-	if (ret == CKPT_ECORRUPT)
+	if (ret == CKPT_ECORRUPT && !(s->opts.flags & CKPT_O_NOSLOTS))
 		ret = ckpt__fail(ret, "%s: " CKPT__RING_DAMAGED_HINT,
-				 ckpt_last_error());
+				 ckpt_last_error(), s->absdir, name);
 	if (ret < 0)
 		goto fail;
 	{
@@ -190,13 +190,10 @@ int ckpt_close(ckpt_stream_t *s)
 	/* Our own flusher made everything committed durable: shared memory
 	 * holds nothing the slots do not, so give it back.  The flusher's
 	 * word decides, not the region's durable_epoch, which anyone who can
-	 * write the region could raise.  Producer-only streams have no other
-	 * word than the region's (their caller's reader publishes there).
-	 * Otherwise (or with an external flusher, which may still be at work
-	 * and keeps serving the region) it stays for the next open (R3). */
-	if (s->opts.flags & CKPT_O_NOSLOTS)
-		all_durable = (int64_t)ckpt__load_acquire(
-			&s->rg.hdr->flush.durable_epoch) >= s->pr.epoch;
+	 * write the region could raise.  With an external flusher (which may
+	 * still be at work and keeps serving the region; producer-only
+	 * streams are external too) the region stays for the next open
+	 * (R3). */
 	if (!err && s->opts.flusher == CKPT_FLUSHER_THREAD && all_durable)
 		(void)ckpt__region_unlink(s->absdir, s->name);
 	ckpt__region_unmap(&s->rg);

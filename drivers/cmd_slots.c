@@ -34,6 +34,7 @@
 #include "internal.h"
 #include "lock.h"
 #include "region.h"
+#include "ring.h"
 #include "shmckpt.h"
 #include "slot.h"
 #include "snapshot.h"
@@ -1016,18 +1017,25 @@ static void drop_usage(FILE *f)
 "usage: shmckpt drop-region --dir DIR --stream NAME (--yes | --dry-run)\n"
 "                           [--json]\n"
 "\n"
-"Give up the shared-memory region (the ring) of stream NAME and keep its\n"
-"slot files: the next open recovers the newest valid slot and goes on from\n"
-"there.  What is lost is exactly the epochs committed after that slot and\n"
-"not yet durable, which only the ring held; the report says which.  This\n"
-"is the way out when the region is damaged (ckpt_open fails with\n"
-"CKPT_ECORRUPT naming the ring) and the slots are good; CKPT_O_RESET, by\n"
-"contrast, discards the slots too.\n"
+"Give up the damaged shared-memory region (the ring) of stream NAME and\n"
+"keep its slot files: the next open recovers the newest valid slot and goes\n"
+"on from there.  What is lost is exactly the epochs the ring held after\n"
+"that slot; the report says which, and which of them had been reported\n"
+"durable (their slot is the damaged one).  This is the way out when\n"
+"ckpt_open fails with CKPT_ECORRUPT naming the ring and the slots are good;\n"
+"CKPT_O_RESET, by contrast, discards the slots too.\n"
 "\n"
-"Refuses while a process has the stream open (it takes the stream's writer\n"
-"lock for the duration, so none can open it meanwhile), and when no slot is\n"
-"valid (the ring may then hold the only copy: see 'shmckpt inspect').  A\n"
-"sidecar serving the stream lets the removed region go by itself.\n"
+"It takes the stream's writer and flusher locks first, so no consumer and\n"
+"no sidecar can open or serve the stream meanwhile, and refuses:\n"
+"  - while a process has the stream open, or a flusher (a shmckptd\n"
+"    sidecar) serves it;\n"
+"  - when no slot is valid (the ring may hold the only copy: see\n"
+"    'shmckpt inspect');\n"
+"  - when the region is not damaged (its ring replays cleanly: a plain\n"
+"    open recovers every epoch, so there is nothing to drop);\n"
+"  - when the region records that its flusher failed after writing the\n"
+"    slot the next open would load, before making it durable (only the\n"
+"    region knows not to trust that slot).\n"
 "\n"
 "  --yes      do it\n"
 "  --dry-run  only say what would be dropped\n"
@@ -1037,17 +1045,53 @@ static void drop_usage(FILE *f)
 "64 usage error.\n");
 }
 
+/* Take lock @kind of the stream, or say who holds it.  fd or -1. */
+static int drop_lock(const char *cmd, int sdirfd, int kind, const char *name)
+{
+	pid_t holder = 0;
+	int fd = ckpt__lock(sdirfd, kind, &holder);
+
+	if (fd == -EBUSY)
+		cli_err(cmd, kind == CKPT_LOCK_WRITER
+				     ? "stream '%s' is open by pid %d: stop that "
+				       "process first"
+				     : "stream '%s' is flushed by pid %d (a "
+				       "shmckptd sidecar?): stop it, or let it "
+				       "finish with the stream first",
+			name, (int)holder);
+	else if (fd < 0)
+		cli_err(cmd, "cannot take the stream's %s lock: %s",
+			kind == CKPT_LOCK_WRITER ? "writer" : "flusher",
+			ckpt_strerror(fd));
+	return fd < 0 ? -1 : fd;
+}
+
+/* Does the region's ring replay cleanly from release_pos to commit_pos? */
+static int ring_replays(ckpt__region_t *rg, char *why, size_t n)
+{
+	ckpt__rd_t rd;
+	ckpt_epoch_t ep;
+	int ret;
+
+	ckpt__rd_init(&rd, rg);
+	while ((ret = ckpt__rd_next(&rd, &ep)) > 0)
+		;
+	if (ret < 0)
+		snprintf(why, n, "%s", ckpt_last_error());
+	ckpt__rd_free(&rd);
+	return ret == 0;
+}
+
 int cmd_drop_region_main(int argc, char **argv)
 {
 	const char *cmd = "drop-region";
+	char absdir[CKPT_DIR_MAX], rwhy[512] = "", ferr[160] = "";
 	struct stream_view sv;
 	ckpt__region_t rg;
 	struct opts o;
-	char rwhy[512] = "";
 	int64_t committed = -1, durable = -1, slot_epoch;
-	pid_t holder = 0;
-	int ret = parse(cmd, argc, argv, &o, drop_usage), sdirfd, lockfd;
-	int present, rc = CLI_FAIL;
+	int ret = parse(cmd, argc, argv, &o, drop_usage), sdirfd;
+	int wlock, flock = -1, present, damaged, rc = CLI_FAIL;
 
 	if (ret)
 		return ret > 0 ? CLI_OK : CLI_USAGE;
@@ -1056,61 +1100,96 @@ int cmd_drop_region_main(int argc, char **argv)
 			"see what would be dropped");
 		return CLI_USAGE;
 	}
-	if (analyse(cmd, o.dir, o.stream, &sv) < 0)
-		return CLI_FAIL;
-	/* the writer lock: no open can attach or create the region while we
-	 * look at it and remove it (ckpt_open takes it first) */
-	sdirfd = ckpt__stream_dir(sv.absdir, o.stream, 0);
-	if (sdirfd < 0) {
+	/* Both locks before looking at anything: ckpt_open takes the writer
+	 * lock before it attaches or creates the region, and a flusher (in
+	 * a consumer or a sidecar) holds the other while it writes slots. */
+	if (ckpt__absdir(o.dir, absdir, sizeof(absdir)) < 0) {
 		cli_err(cmd, "%s", ckpt_last_error());
-		goto out;
+		return CLI_FAIL;
 	}
-	lockfd = ckpt__lock(sdirfd, CKPT_LOCK_WRITER, &holder);
+	sdirfd = ckpt__stream_dir(absdir, o.stream, 0);
+	if (sdirfd < 0) {
+		cli_err(cmd, "%s", sdirfd == -ENOENT
+				   ? "no such stream (no stream directory)"
+				   : ckpt_last_error());
+		return CLI_FAIL;
+	}
+	wlock = drop_lock(cmd, sdirfd, CKPT_LOCK_WRITER, o.stream);
+	if (wlock >= 0)
+		flock = drop_lock(cmd, sdirfd, CKPT_LOCK_FLUSHER, o.stream);
 	close(sdirfd);
-	if (lockfd == -EBUSY) {
-		cli_err(cmd, "stream '%s' is open by pid %d: stop that process "
-			"first", o.stream, (int)holder);
-		goto out;
-	}
-	if (lockfd < 0) {
-		cli_err(cmd, "cannot take the stream's writer lock: %s",
-			ckpt_strerror(lockfd));
-		goto out;
-	}
+	if (wlock < 0 || flock < 0)
+		goto out_locks;
+	if (analyse(cmd, o.dir, o.stream, &sv) < 0)
+		goto out_locks;
 	if (sv.use < 0) {
 		cli_err(cmd, "no valid slot: the region may hold the only copy "
 			"of the stream's state; refusing (shmckpt inspect "
 			"--dir %s --stream %s says why each slot is invalid)",
 			o.dir, o.stream);
-		goto out_lock;
+		goto out;
 	}
 	slot_epoch = sv.s[sv.use].c_epoch;
 
 	ret = ckpt__region_attach(sv.absdir, o.stream, &rg);
 	present = ret != -ENOENT;
+	damaged = ret < 0 && present;
+	if (damaged)
+		snprintf(rwhy, sizeof(rwhy), "%s", ckpt_last_error());
 	if (ret == 0) {
-		/* read after attach checked the positions; only reported */
+		int err = (int)ckpt__load_acquire(&rg.hdr->flush.error);
+		/* read after attach checked the positions; reported only */
 		committed = (int64_t)ckpt__load_acquire(
 			&rg.hdr->prod.committed_epoch);
 		durable = (int64_t)ckpt__load_acquire(
 			&rg.hdr->flush.durable_epoch);
+		damaged = !ring_replays(&rg, rwhy, sizeof(rwhy));
+		if (err)
+			snprintf(ferr, sizeof(ferr), "%s", ckpt_strerror(err));
 		ckpt__region_unmap(&rg);
-	} else if (present) {
-		snprintf(rwhy, sizeof(rwhy), "%s", ckpt_last_error());
+		if (!damaged && durable > slot_epoch) {
+			cli_err(cmd, "the region of stream '%s' is not damaged, "
+				"but the slots are behind it: epochs %" PRId64
+				"..%" PRId64 " were made durable and their slot "
+				"is damaged or gone; restore the slot files "
+				"(dropping the ring would not bring them back)",
+				o.stream, slot_epoch + 1, durable);
+			goto out;
+		}
+		if (!damaged) {
+			cli_err(cmd, "the region of stream '%s' is not damaged: "
+				"its ring replays cleanly to epoch %" PRId64
+				", which the next open recovers; nothing to "
+				"drop", o.stream, committed);
+			goto out;
+		}
+		/* recover.c distrusts a slot newer than durable_epoch when
+		 * the flusher failed (its datasync may have failed): that
+		 * knowledge lives in the region only */
+		if (ferr[0] && slot_epoch > durable) {
+			cli_err(cmd, "the region records that its flusher failed "
+				"(%s) with epoch %" PRId64 " durable; slot-%d "
+				"(epoch %" PRId64 ") was written but never made "
+				"durable, and without the region the next open "
+				"would trust it; refusing (CKPT_O_RESET starts "
+				"over)", ferr, durable, sv.use, slot_epoch);
+			goto out;
+		}
 	}
 	if (present && o.yes) {
 		ret = ckpt__region_unlink(sv.absdir, o.stream);
 		if (ret < 0 && ret != -ENOENT) {
 			cli_err(cmd, "removing the region: %s",
 				ckpt_strerror(ret));
-			goto out_lock;
+			goto out;
 		}
 	}
 	rc = CLI_OK;
 	if (o.json) {
 		json_head(&sv);
 		printf(",\"region\":\"%s\"", !present ? "absent"
-					    : rwhy[0] ? "unreadable" : "present");
+					    : committed < 0 ? "unreadable"
+							    : "damaged");
 		if (rwhy[0]) {
 			printf(",\"region_error\":");
 			json_text(stdout, rwhy);
@@ -1126,6 +1205,11 @@ int cmd_drop_region_main(int argc, char **argv)
 						    ? committed - slot_epoch
 						    : 0)
 			       : printf("null");
+		printf(",\"durable_dropped\":");
+		durable >= 0 ? printf("%" PRId64, durable > slot_epoch
+						  ? durable - slot_epoch
+						  : 0)
+			     : printf("null");
 		printf(",\"dropped\":%s}\n", present && o.yes ? "true" : "false");
 	} else {
 		const char *verb = o.yes ? "dropped" : "would drop";
@@ -1133,27 +1217,37 @@ int cmd_drop_region_main(int argc, char **argv)
 			printf("stream %s has no region: nothing to drop; the next "
 			       "open recovers slot-%d (epoch %" PRId64 ")\n",
 			       o.stream, sv.use, slot_epoch);
-		else if (rwhy[0])
+		else if (committed < 0)
 			printf("%s the region of stream %s, which is unreadable "
-			       "(%s): the epochs it held after epoch %" PRId64
-			       " are lost; the next open recovers slot-%d "
+			       "(%s): whatever it held after epoch %" PRId64
+			       " is lost; the next open recovers slot-%d "
 			       "(epoch %" PRId64 ")\n", verb, o.stream, rwhy,
 			       slot_epoch, sv.use, slot_epoch);
-		else if (committed > slot_epoch)
-			printf("%s the region of stream %s: epochs %" PRId64
-			       "..%" PRId64 " (%" PRId64 ") were committed but "
-			       "never durable and are lost; the next open "
-			       "recovers slot-%d (epoch %" PRId64 ")\n", verb,
-			       o.stream, slot_epoch + 1, committed,
-			       committed - slot_epoch, sv.use, slot_epoch);
-		else
-			printf("%s the region of stream %s: nothing is lost "
-			       "(every committed epoch, %" PRId64 ", is in "
-			       "slot-%d)\n", verb, o.stream, committed, sv.use);
+		else {
+			printf("%s the damaged region of stream %s (%s)\n", verb,
+			       o.stream, rwhy);
+			if (committed > slot_epoch)
+				printf("  epochs %" PRId64 "..%" PRId64 " (%" PRId64
+				       ") are lost", slot_epoch + 1, committed,
+				       committed - slot_epoch);
+			if (committed > slot_epoch && durable > slot_epoch)
+				printf(": %" PRId64 "..%" PRId64 " had been "
+				       "reported durable, but their slot is "
+				       "damaged", slot_epoch + 1, durable);
+			else if (committed > slot_epoch)
+				printf(": committed, never made durable");
+			if (committed > slot_epoch)
+				printf("\n");
+			printf("  the next open recovers slot-%d (epoch %" PRId64
+			       ")\n", sv.use, slot_epoch);
+		}
 	}
-out_lock:
-	close(lockfd);
 out:
 	release(&sv);
+out_locks:
+	if (flock >= 0)
+		close(flock);
+	if (wlock >= 0)
+		close(wlock);
 	return rc;
 }

@@ -413,7 +413,8 @@ static int examine(struct ent *e, const struct stat *shm_st)
 		goto fail;
 	}
 	*rgp = rg;
-	ret = ckpt__recover(e->name, sdirfd, rgp, 0, 1, &snap, &slots, &rd);
+	ret = ckpt__recover(abs, e->name, sdirfd, rgp, 0, 1, &snap, &slots,
+			    &rd);
 	if (ret < 0) {
 		int code = ret;
 		free(rgp);

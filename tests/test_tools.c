@@ -38,7 +38,9 @@
 
 #include <cmocka.h>
 
+#include "fault.h"
 #include "kafka_int.h"
+#include "lock.h"
 #include "region.h"
 #include "regionmap.h"
 #include "shmckpt.h"
@@ -48,6 +50,7 @@
 #define PARKED "parked-1" /* EXTERNAL, closed: region stays, no flusher */
 #define SLOTS "slots.2"	  /* two durable snapshots, then closed */
 #define DROP "drop.3"	  /* a damaged ring over good slots */
+#define DROPF "dropfail.4" /* a flusher failed on its third datasync */
 #define NLIVE 300
 #define NPARKED 40
 
@@ -868,7 +871,9 @@ static const char PY_DROP[] =
 	"d = json.load(sys.stdin)\n"
 	"slot = int(sys.argv[1])\n"
 	"assert d['stream'] == 'drop.3', d\n"
-	"assert d['region'] == 'present' and d['dropped'] is False, d\n"
+	"assert d['region'] == 'damaged' and d['dropped'] is False, d\n"
+	"assert 'hash mismatch' in d['region_error'], d\n"
+	"assert d['durable_dropped'] == 0, d\n"
 	"assert d['slot_epoch'] == slot, d\n"
 	"assert d['committed_epoch'] == slot + 4, d\n"
 	"assert d['epochs_dropped'] == 4, d\n";
@@ -929,7 +934,9 @@ static void test_drop_region(void **state)
 	ckpt_opts_init(&o);
 	assert_int_equal(ckpt_open(dir, DROP, &o, &s), CKPT_ECORRUPT);
 	printf("open: %s\n", ckpt_last_error());
-	assert_non_null(strstr(ckpt_last_error(), "shmckpt drop-region"));
+	snprintf(want, sizeof(want), "--stream %s --yes", DROP);
+	assert_non_null(strstr(ckpt_last_error(), "shmckpt drop-region --dir"));
+	assert_non_null(strstr(ckpt_last_error(), want));
 
 	out = wpath("drop.out");
 	err = wpath("drop.err");
@@ -937,6 +944,24 @@ static void test_drop_region(void **state)
 	assert_int_equal(TOOL(out, err, "drop-region", "--dir", dir,
 			      "--stream", DROP), 64);
 	assert_true(region_exists(DROP));
+	/* refused while a flusher (a sidecar) holds the stream */
+	{
+		char sd[PATH_MAX];
+		pid_t holder = 0;
+		snprintf(sd, sizeof(sd), "%s/%s", dir, DROP);
+		int sfd = open(sd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		assert_true(sfd >= 0);
+		int lfd = ckpt__lock(sfd, CKPT_LOCK_FLUSHER, &holder);
+		assert_true(lfd >= 0);
+		assert_int_equal(TOOL(out, err, "drop-region", "--dir", dir,
+				      "--stream", DROP, "--yes"), 1);
+		txt = slurp(err);
+		assert_non_null(strstr(txt, "is flushed by pid"));
+		free(txt);
+		close(lfd);
+		close(sfd);
+		assert_true(region_exists(DROP));
+	}
 	/* --dry-run says what would go, and leaves it */
 	assert_int_equal(TOOL(out, err, "drop-region", "--dir", dir,
 			      "--stream", DROP, "--dry-run", "--json"), 0);
@@ -949,7 +974,7 @@ static void test_drop_region(void **state)
 			      "--stream", DROP, "--yes"), 0);
 	txt = slurp(out);
 	printf("drop-region: %s", txt);
-	snprintf(want, sizeof(want), "epochs %lld..%lld (4)",
+	snprintf(want, sizeof(want), "epochs %lld..%lld (4) are lost: committed",
 		 (long long)durable + 1, (long long)last);
 	assert_non_null(strstr(txt, want));
 	free(txt);
@@ -962,6 +987,15 @@ static void test_drop_region(void **state)
 	assert_int_equal(ckpt_get_offset(s, "events", 3, &next), 0);
 	assert_int_equal(next, 1000 + 4);
 	assert_int_equal(ckpt_close(s), 0);
+
+	/* refused on a region that is not damaged: a plain open recovers
+	 * every epoch in it */
+	assert_int_equal(TOOL(out, err, "drop-region", "--dir", dir,
+			      "--stream", PARKED, "--dry-run"), 1);
+	txt = slurp(err);
+	assert_non_null(strstr(txt, "is not damaged"));
+	free(txt);
+	assert_true(region_exists(PARKED));
 
 	/* refused while a process has the stream open */
 	assert_int_equal(TOOL(out, err, "drop-region", "--dir", dir,
@@ -988,6 +1022,60 @@ static void test_drop_region(void **state)
 	tu_unlink_regions(dir); /* what this test left */
 }
 
+/* The flusher failed on a datasync after writing its slot: only the region
+ * says not to trust that slot, so drop-region must not remove it. */
+static void test_drop_region_failed_flusher(void **state)
+{
+	(void)state;
+	struct ckpt_fault_plan plan;
+	ckpt_stream_t *s;
+	ckpt_opts_t o;
+	int64_t e, durable = 0, failed = 0;
+	size_t len;
+	char *out = wpath("dropf.out"), *err = wpath("dropf.err"), *txt;
+
+	memset(&plan, 0, sizeof(plan));
+	plan.eio_sync_at = 3; /* two good slots, then a failed datasync */
+	ckpt_opts_init(&o);
+	o.fault = &plan;
+	assert_int_equal(ckpt_open(dir, DROPF, &o, &s), 0);
+	for (int i = 0; i < 10 && !failed; i++) {
+		commit_some(s, 1, &e);
+		int ret = ckpt_wait_durable(s, e, 10000);
+		if (ret == 0)
+			durable = e;
+		else if (ret == CKPT_EFAILED)
+			failed = e;
+		else
+			fail_msg("wait_durable: %s", ckpt_strerror(ret));
+	}
+	assert_true(failed > durable && durable > 0);
+	commit_some(s, 3, &e); /* the ring keeps them */
+	assert_true(ckpt_close(s) < 0);
+
+	/* the ring is intact: a plain open recovers it all, nothing to drop */
+	assert_int_equal(TOOL(out, err, "drop-region", "--dir", dir,
+			      "--stream", DROPF, "--dry-run"), 1);
+	txt = slurp(err);
+	assert_non_null(strstr(txt, "is not damaged"));
+	free(txt);
+
+	/* damaged too: still refused, the slot of epoch `failed` is not to
+	 * be trusted and only the region knows it */
+	struct ckpt_region *h = rm_map(dir, DROPF, 1, &len);
+	rm_ring(h)[(h->flush.release_pos + 24) & (h->id.ring_capacity - 1)] ^=
+		0x5a;
+	rm_unmap(h, len);
+	assert_int_equal(TOOL(out, err, "drop-region", "--dir", dir,
+			      "--stream", DROPF, "--yes"), 1);
+	txt = slurp(err);
+	printf("refused: %s", txt);
+	assert_non_null(strstr(txt, "never made durable"));
+	free(txt);
+	assert_true(region_exists(DROPF));
+	tu_unlink_regions(dir);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1000,6 +1088,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_verify),
 		cmocka_unit_test(test_dump_inspect),
 		cmocka_unit_test(test_drop_region),
+		cmocka_unit_test(test_drop_region_failed_flusher),
 		cmocka_unit_test(test_probes_present),
 		cmocka_unit_test(test_probe_fires),
 	};
