@@ -51,8 +51,10 @@ int ckpt_wait_durable(const ckpt_stream_t *s, int64_t epoch, int timeout_ms)
 
 		if (ckpt_durable_epoch(s) >= epoch)
 			return 0;
+		/* health, not error: the error word may be an earlier
+		 * failure's mark, kept until a new flusher's first write */
 		if (s->fs ? ckpt__fstream_error(s->fs) != 0
-			  : ckpt__load_acquire(&f->error) != 0)
+			  : ckpt__load_acquire(&f->health) == CKPT_FAILED)
 			return ckpt__fail(CKPT_EFAILED, "the flusher failed: "
 					  "epoch %lld will not become durable",
 					  (long long)epoch);
@@ -96,6 +98,10 @@ int ckpt_status(ckpt_stream_t *s, ckpt_status_t *st)
 	/* pairs with fail()'s store_release of error before health */
 	health = ckpt__load_acquire(&f->health);
 	st->error = ckpt__load_acquire(&f->error);
+	/* an earlier failure's mark under a healthy flusher (which keeps it
+	 * until its first write) is not a failure now */
+	if (health != CKPT_FAILED)
+		st->error = 0;
 	seen = __atomic_exchange_n(&s->bp_seen, bp, __ATOMIC_RELAXED);
 
 	if (s->fs) {

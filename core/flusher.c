@@ -68,6 +68,8 @@ struct ckpt__fstream {
 	int w_slot;
 
 	int failed; /* sticky; the error is in the region */
+	int clear_mark; /* an earlier failure's error mark is still in the
+			 * region: it goes at the first durable publish */
 	int failed_pub; /* the error, for other threads (atomic): the
 			 * region's copy may be scribbled over */
 	uint64_t retry_ns; /* ENOSPC: no growth attempt before this */
@@ -377,6 +379,13 @@ static void complete(ckpt__fstream_t *fs, struct ckpt__io_op *op, uint64_t now)
 		}
 		/* durable_epoch, then release_pos, then the wake-up (reader.c) */
 		ckpt__publish_durable(f, fs->w_epoch, fs->w_end);
+		if (fs->clear_mark) {
+			/* this write went to the slot an earlier failure may
+			 * have left unsynced (recovery loaded the other one):
+			 * nothing is left to distrust */
+			ckpt__store_release(&f->error, 0);
+			fs->clear_mark = 0;
+		}
 		CKPT_PROBE3(flush_done, fs->name, fs->w_epoch, fs->w_epochs);
 		return;
 	}
@@ -640,9 +649,12 @@ int ckpt__flusher_add(ckpt__flusher_t *fl, const struct ckpt__fstream_init *in,
 	snprintf(be, sizeof(be), "%s", fl->backend);
 	for (size_t i = 0; i < sizeof(be); i++)
 		ckpt__store_relaxed(&f->backend[i], be[i]);
-	/* A new flusher takes over: an earlier one's failure (recovery
-	 * already distrusted what it may have left unsynced) is history. */
-	ckpt__store_relaxed(&f->error, 0);
+	/* A new flusher takes over: the stream is healthy again.  An earlier
+	 * failure's error word stays until this flusher's first durable
+	 * publish, though: until that write replaces it, the slot the failed
+	 * write left (never synced) is still there, and recovery after a
+	 * crash in between must go on distrusting it (core/recover.c). */
+	fs->clear_mark = ckpt__load_acquire(&f->error) != 0;
 	ckpt__store_relaxed(&f->health, CKPT_HEALTHY);
 	ckpt__why_set(f, "%s", "");
 	ckpt__store_relaxed(&f->heartbeat_ns, ckpt__mono_ns());

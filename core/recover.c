@@ -199,6 +199,16 @@ int ckpt__stream_recover(ckpt_stream_t *s)
 				    (uint64_t)s->recovered_epoch);
 	}
 	if (!thread) {
+		/* An open after a failure is the request to retry, as it is
+		 * in-process: the stream waits for a flusher now (a sidecar
+		 * takes it again, seeing the open generation move) instead of
+		 * answering CKPT_EFAILED.  Only from FAILED, so a sidecar
+		 * that took it meanwhile is never overwritten; the error word
+		 * stays (recovery distrusts by it until a new write). */
+		uint32_t failed = CKPT_FAILED;
+		__atomic_compare_exchange_n(&s->rg.hdr->flush.health, &failed,
+					    (uint32_t)CKPT_NOFLUSHER, 0,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED);
 		/* a sidecar flushes: keep the recovered state for the
 		 * accessors, and nothing else */
 		ckpt__rd_free(&rd);

@@ -198,7 +198,9 @@ static void derive(struct sample *s, const struct sample *prev)
 	s->consumer_alive = pid_alive(s->owner_pid);
 	s->flusher_alive = pid_alive(s->flusher_pid);
 	s->health_why[0] = '\0';
-	if (s->error || s->health_raw == CKPT_FAILED) {
+	/* (error alone, under a healthy flusher, is an earlier failure's
+	 * mark that stays until its first write: not a failure now) */
+	if (s->health_raw == CKPT_FAILED) {
 		s->health = "failed";
 		snprintf(s->health_why, sizeof(s->health_why), "%s", s->why);
 	} else if (!s->flusher_pid || !s->flusher_alive || age > STALE_NS) {

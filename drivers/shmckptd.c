@@ -83,6 +83,8 @@ struct ent {
 	struct timespec lock_mtime, lock_ctime; /* lock file, at that time */
 	uint64_t next_exam; /* monotonic ns */
 	int said; /* code whose refusal was logged (log once) */
+	int failed_here; /* we dropped it failed, at open generation: */
+	uint32_t failed_gen; /* its consumer reopens it to have it retried */
 	/* SERVED */
 	ckpt__fstream_t *fs;
 	ckpt__region_t *rg; /* the flusher's (own_region); ours to read */
@@ -325,15 +327,31 @@ static int examine(struct ent *e, const struct stat *shm_st)
 		}
 		return E_IGNORED;
 	}
-	/* pairs with fail()'s store_release of error in core/flusher.c */
+	/* A flusher failed it (EIO, a damaged ring...).  Its consumer's next
+	 * open is the signal to retry, as an in-process reopen retries: we
+	 * take it again once the open generation moved past the one we saw
+	 * fail (or when we did not see it fail: a restarted daemon retries
+	 * once).  Recovery below distrusts any slot newer than the durable
+	 * epoch while the error word is set, and the new flusher clears it
+	 * only after its first write replaced that slot.  Pairs with fail()'s
+	 * store_release of error in core/flusher.c. */
 	err = ckpt__load_acquire(&h->flush.error);
 	if (err) {
+		uint32_t gen = ckpt__load_relaxed(&h->prod.owner_generation);
 		ckpt__why_get(&h->flush, why, sizeof(why));
-		ckpt__region_unmap(&rg);
-		return refuse(e, L_WARN, err, "it failed earlier (%s: %s); "
-			      "its durable epoch stays frozen: reopen it with "
-			      "CKPT_O_RESET or remove its region",
-			      ckpt_strerror(err), why);
+		if (e->failed_here && gen == e->failed_gen) {
+			ckpt__region_unmap(&rg);
+			return refuse(e, L_WARN, err, "it failed (%s: %s); its "
+				      "durable epoch stays frozen until its "
+				      "consumer opens it again (with the "
+				      "cause fixed): then it is retried",
+				      ckpt_strerror(err), why);
+		}
+		say(L_WARN, "stream %s in %s: failed earlier (%s: %s); %s: "
+		    "retrying", e->name, abs, ckpt_strerror(err), why,
+		    e->failed_here ? "its consumer has opened it again"
+				   : "not seen by this daemon");
+		e->failed_here = 0;
 	}
 
 	ret = ckpt__stream_dir(abs, e->name, 0);
@@ -501,12 +519,16 @@ static void drop_failed(struct ent *e)
 	int64_t d = durable_epoch(e->rg->hdr), c = committed_epoch(e->rg->hdr);
 
 	ckpt__why_get(f, why, sizeof(why));
+	/* a reopen changes the generation (and the lock file): retry then */
+	e->failed_here = 1;
+	e->failed_gen = ckpt__load_relaxed(&e->rg->hdr->prod.owner_generation);
 	release(e, 1, 0);
+	note_lock(e);
 	e->said = err ? err : CKPT_EFAILED;
 	say(L_ERROR, "stream %s in %s: failed (%s: %s); dropped, durable epoch "
-	    "stays %lld of %lld committed; the other streams are served",
-	    e->name, e->d->abs, ckpt_strerror(err), why, (long long)d,
-	    (long long)c);
+	    "stays %lld of %lld committed; the other streams are served; "
+	    "retried when its consumer opens it again", e->name, e->d->abs,
+	    ckpt_strerror(err), why, (long long)d, (long long)c);
 }
 
 /* ------------------------------------------------------------------------
@@ -630,12 +652,17 @@ static void visit(struct ent *e, const struct stat *st, uint64_t now)
 	}
 	if (fresh) {
 		e->said = 0;
+		e->failed_here = 0; /* a new region, a new history */
 		e->state = E_NEW;
 		e->since = now;
 	}
 	switch (e->state) {
 	case E_REFUSED:
-		return; /* until the region is replaced */
+		/* until the region is replaced; one that failed here, also
+		 * when its consumer opens it again (it writes the lock file) */
+		if (!e->failed_here || !lock_changed(e))
+			return;
+		break;
 	case E_IGNORED:
 		/* in-process for now: each open says its mode, and a
 		 * reopen with an external flusher changes the lock file */

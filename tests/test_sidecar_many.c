@@ -322,6 +322,44 @@ static void test_failed_stream(void **state)
 	if (waitpid(sc, &st, WNOHANG) == sc)
 		fail_msg("the sidecar ended (0x%x) after a stream failed", st);
 	sc_nap(100000000); /* five scans: the failed one stays dropped */
+
+	/* Its consumer opens it again (the cause is gone: the fault fired
+	 * once): that is the retry.  It waits for the sidecar, rather than
+	 * answering CKPT_EFAILED, and the sidecar takes it again; what the
+	 * ring kept becomes durable and recovers exactly. */
+	int fi = -1;
+	for (int i = 0; i < N; i++)
+		if (failed[i])
+			fi = i;
+	snprintf(name, sizeof(name), "f-%d", fi);
+	assert_int_equal(ckpt_close(s[fi]), 0);
+	assert_int_equal(ckpt_open(dir, name, &opts, &s[fi]), 0);
+	{
+		ckpt_status_t stt;
+		or_oracle_t *o = malloc(sizeof(*o));
+		char why[256];
+		assert_non_null(o);
+		assert_int_equal(ckpt_status(s[fi], &stt), 0);
+		int64_t last = stt.committed_epoch;
+		/* recovered from the ring; waiting for a flusher, not failed */
+		assert_int_equal(ckpt_recovered_epoch(s[fi]), last);
+		assert_true(stt.health != CKPT_FAILED && stt.error == 0);
+		int ret = ckpt_wait_durable(s[fi], last, WAIT_MS);
+		if (ret != 0) {
+			sc_log_tail(log, 30);
+			fail_msg("f-%d reopened: wait_durable(%lld): %s", fi,
+				 (long long)last, ckpt_strerror(ret));
+		}
+		assert_int_equal(ckpt_status(s[fi], &stt), 0);
+		assert_int_equal(stt.health, CKPT_HEALTHY);
+		assert_int_equal(stt.error, 0);
+		or_goto(o, stream_seed(fi), last);
+		if (or_compare(s[fi], o, why, sizeof(why)) < 0)
+			fail_msg("f-%d reopened: %s", fi, why);
+		printf("f-%d reopened after its failure: retried by the sidecar, "
+		       "epoch %lld durable\n", fi, (long long)last);
+		free(o);
+	}
 	st = sc_stop(sc);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		sc_log_tail(log, 30);
@@ -330,18 +368,21 @@ static void test_failed_stream(void **state)
 	for (int i = 0; i < N; i++) {
 		snprintf(needle, sizeof(needle), "stream f-%d in", i);
 		int lines = sc_log_count(log, needle);
-		/* serving + failed/dropped, or serving + drained */
-		if (lines != 2) {
+		/* serving + drained; the failed one: serving, failed and
+		 * dropped, retrying, serving, drained */
+		if (lines != (i == fi ? 5 : 2)) {
 			sc_log_tail(log, 30);
-			fail_msg("%d log lines on f-%d, want 2", lines, i);
+			fail_msg("%d log lines on f-%d, want %d", lines, i,
+				 i == fi ? 5 : 2);
 		}
 		assert_int_equal(ckpt_close(s[i]), 0);
 	}
 	assert_int_equal(sc_log_count(log, "dropped"), 1);
-	assert_int_equal(sc_log_count(log, ": drained:"), N - 1);
+	assert_int_equal(sc_log_count(log, "retrying"), 1);
+	assert_int_equal(sc_log_count(log, ": drained:"), N);
 	printf("1 of %d streams failed on an injected EIO of its datasync: "
-	       "dropped with one log line; the %d others served to the end\n",
-	       N, N - 1);
+	       "dropped with one log line, served again once reopened; the "
+	       "%d others served to the end\n", N, N - 1);
 	sc_log_done(log);
 	tu_rmdir(dir);
 }
