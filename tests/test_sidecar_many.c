@@ -339,6 +339,7 @@ static void test_failed_stream(void **state)
 		or_oracle_t *o = malloc(sizeof(*o));
 		char why[256];
 		assert_non_null(o);
+		or_reset(o);
 		assert_int_equal(ckpt_status(s[fi], &stt), 0);
 		int64_t last = stt.committed_epoch;
 		/* recovered from the ring; waiting for a flusher, not failed */
