@@ -117,6 +117,19 @@ int ckpt_status(ckpt_stream_t *s, ckpt_status_t *st)
 		ckpt__why_get(f, st->why, sizeof(st->why));
 		return 0;
 	}
+	if (s->opts.flusher == CKPT_FLUSHER_EXTERNAL &&
+	    health == CKPT_NOFLUSHER) {
+		/* stored by an open after a failure: the request to retry,
+		 * until a flusher takes the stream again (the failed one's
+		 * pid may still be there, and beating) */
+		static const char pre[] = "no flusher: waiting for one to "
+					  "retry after: ";
+		char why[sizeof(st->why) - sizeof(pre) + 1];
+		st->health = CKPT_NOFLUSHER;
+		ckpt__why_get(f, why, sizeof(why));
+		snprintf(st->why, sizeof(st->why), "%s%s", pre, why);
+		return 0;
+	}
 	pid = ckpt__load_relaxed(&f->flusher_pid);
 	hb = ckpt__load_relaxed(&f->heartbeat_ns);
 	now = ckpt__mono_ns();

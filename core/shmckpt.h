@@ -138,6 +138,13 @@ typedef struct ckpt_stream ckpt_stream_t;
  *   of another uid or mode), CKPT_ECORRUPT (region damaged or every slot
  *   invalid; the message says what was wrong; CKPT_O_RESET starts over),
  *   -ENOMEM, and any -errno of shm_open/mmap/open/mkdir.
+ *
+ * Opening a stream whose flusher failed (CKPT_EFAILED) is the retry: the
+ * open recovers what is durable plus the epochs still in the region, and
+ * flushing resumes; a slot the failed write may have left unsynced is not
+ * trusted.  With CKPT_FLUSHER_EXTERNAL the stream then waits for the
+ * sidecar to take it again (ckpt_status: CKPT_NOFLUSHER, why says after
+ * what) instead of reporting the old failure.
  */
 int ckpt_open(const char *dir, const char *name, const ckpt_opts_t *opts,
 	      ckpt_stream_t **out);
@@ -196,7 +203,8 @@ int64_t ckpt_durable_epoch(const ckpt_stream_t *s);
 /*
  * Wait until epoch @epoch is durable, at most @timeout_ms (-1: no bound).
  * Returns 0, -ETIMEDOUT, CKPT_EFAILED (the flusher failed: the epoch will
- * not become durable; see ckpt_status), or -EINVAL (epoch never committed).
+ * not become durable; see ckpt_status; reopening the stream retries), or
+ * -EINVAL (epoch never committed).
  */
 int ckpt_wait_durable(const ckpt_stream_t *s, int64_t epoch, int timeout_ms);
 

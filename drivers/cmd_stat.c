@@ -80,7 +80,7 @@ struct sample {
 	uint64_t ring_cap, used;
 	int consumer_alive, flusher_alive;
 	const char *health;
-	char health_why[200];
+	char health_why[256]; /* room for a prefix and why[160] */
 };
 
 /* ------------------------------------------------------------------------
@@ -160,6 +160,10 @@ static void copy_counters(const ckpt__region_t *rg, struct sample *s)
 	/* pairs with the flusher's fail(): error is stored before health */
 	s->health_raw = ckpt__load_acquire(&f->health);
 	s->error = ckpt__load_acquire(&f->error);
+	/* the error of a failure now; under another health, the word is an
+	 * earlier failure's mark (ckpt_status reports it the same way) */
+	if (s->health_raw != CKPT_FAILED)
+		s->error = 0;
 	copy_string(s->backend, f->backend, sizeof(f->backend));
 	ckpt__why_get(f, why, sizeof(why)); /* the seqlock reader */
 	copy_string(s->why, why, sizeof(why) - 1);
@@ -203,6 +207,13 @@ static void derive(struct sample *s, const struct sample *prev)
 	if (s->health_raw == CKPT_FAILED) {
 		s->health = "failed";
 		snprintf(s->health_why, sizeof(s->health_why), "%s", s->why);
+	} else if (s->health_raw == CKPT_NOFLUSHER) {
+		/* stored by a consumer's open after a failure: its request
+		 * to retry, until a flusher takes the stream again */
+		s->health = "noflusher";
+		snprintf(s->health_why, sizeof(s->health_why),
+			 "no flusher: waiting for one to retry after: %s",
+			 s->why);
 	} else if (!s->flusher_pid || !s->flusher_alive || age > STALE_NS) {
 		s->health = "noflusher";
 		if (s->flusher_pid)

@@ -83,8 +83,9 @@ struct ent {
 	struct timespec lock_mtime, lock_ctime; /* lock file, at that time */
 	uint64_t next_exam; /* monotonic ns */
 	int said; /* code whose refusal was logged (log once) */
-	int failed_here; /* we dropped it failed, at open generation: */
-	uint32_t failed_gen; /* its consumer reopens it to have it retried */
+	int failed_here; /* refused as failed: looked at again each second,
+			  * for its consumer's request to retry */
+	int retrying; /* taking it again on that request (for the log) */
 	/* SERVED */
 	ckpt__fstream_t *fs;
 	ckpt__region_t *rg; /* the flusher's (own_region); ours to read */
@@ -328,31 +329,29 @@ static int examine(struct ent *e, const struct stat *shm_st)
 		return E_IGNORED;
 	}
 	/* A flusher failed it (EIO, a damaged ring...).  Its consumer's next
-	 * open is the signal to retry, as an in-process reopen retries: we
-	 * take it again once the open generation moved past the one we saw
-	 * fail (or when we did not see it fail: a restarted daemon retries
-	 * once).  Recovery below distrusts any slot newer than the durable
-	 * epoch while the error word is set, and the new flusher clears it
-	 * only after its first write replaced that slot.  Pairs with fail()'s
-	 * store_release of error in core/flusher.c. */
+	 * open is the request to retry, as an in-process reopen retries: that
+	 * open moves health from FAILED to NOFLUSHER (core/recover.c), and
+	 * that state, not an event, is what we go by.  Recovery below
+	 * distrusts any slot newer than the durable epoch while the error
+	 * word is set, and the new flusher clears it only after its first
+	 * write replaced that slot.  Pairs with fail()'s store_release of
+	 * error, then health, in core/flusher.c. */
+	e->retrying = 0;
 	err = ckpt__load_acquire(&h->flush.error);
 	if (err) {
-		uint32_t gen = ckpt__load_relaxed(&h->prod.owner_generation);
 		ckpt__why_get(&h->flush, why, sizeof(why));
-		if (e->failed_here && gen == e->failed_gen) {
+		if (ckpt__load_acquire(&h->flush.health) != CKPT_NOFLUSHER) {
 			ckpt__region_unmap(&rg);
+			e->failed_here = 1;
 			return refuse(e, L_WARN, err, "it failed (%s: %s); its "
 				      "durable epoch stays frozen until its "
 				      "consumer opens it again (with the "
 				      "cause fixed): then it is retried",
 				      ckpt_strerror(err), why);
 		}
-		say(L_WARN, "stream %s in %s: failed earlier (%s: %s); %s: "
-		    "retrying", e->name, abs, ckpt_strerror(err), why,
-		    e->failed_here ? "its consumer has opened it again"
-				   : "not seen by this daemon");
-		e->failed_here = 0;
+		e->retrying = 1; /* said once, with "serving" */
 	}
+	e->failed_here = 0;
 
 	ret = ckpt__stream_dir(abs, e->name, 0);
 	if (ret < 0) {
@@ -476,10 +475,12 @@ static int examine(struct ent *e, const struct stat *shm_st)
 	if (writer > 0)
 		snprintf(who, sizeof(who), "pid %d", (int)writer);
 	say(L_INFO, "stream %s in %s: serving: recovered epoch %lld, durable "
-	    "%lld, committed %lld, consumer %s", e->name, abs,
+	    "%lld, committed %lld, consumer %s%s", e->name, abs,
 	    (long long)ckpt__snap_epoch(snap),
 	    (long long)durable_epoch(rgp->hdr),
-	    (long long)committed_epoch(rgp->hdr), who);
+	    (long long)committed_epoch(rgp->hdr), who,
+	    e->retrying ? "; retrying after an earlier failure, as its "
+			  "consumer asked by opening it again" : "");
 	return E_SERVED;
 fail:
 	close(flock);
@@ -519,11 +520,10 @@ static void drop_failed(struct ent *e)
 	int64_t d = durable_epoch(e->rg->hdr), c = committed_epoch(e->rg->hdr);
 
 	ckpt__why_get(f, why, sizeof(why));
-	/* a reopen changes the generation (and the lock file): retry then */
+	/* looked at each second from now on, for its consumer's reopen */
 	e->failed_here = 1;
-	e->failed_gen = ckpt__load_relaxed(&e->rg->hdr->prod.owner_generation);
+	e->next_exam = ckpt__mono_ns() + RECHECK_NS;
 	release(e, 1, 0);
-	note_lock(e);
 	e->said = err ? err : CKPT_EFAILED;
 	say(L_ERROR, "stream %s in %s: failed (%s: %s); dropped, durable epoch "
 	    "stays %lld of %lld committed; the other streams are served; "
@@ -658,9 +658,11 @@ static void visit(struct ent *e, const struct stat *st, uint64_t now)
 	}
 	switch (e->state) {
 	case E_REFUSED:
-		/* until the region is replaced; one that failed here, also
-		 * when its consumer opens it again (it writes the lock file) */
-		if (!e->failed_here || !lock_changed(e))
+		/* until the region is replaced; a failed one, also each
+		 * second (or when the lock file changes: an open), for its
+		 * consumer's request to retry */
+		if (!e->failed_here ||
+		    (now < e->next_exam && !lock_changed(e)))
 			return;
 		break;
 	case E_IGNORED:
