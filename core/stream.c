@@ -121,17 +121,24 @@ int ckpt_open(const char *dir, const char *name, const ckpt_opts_t *opts,
 	s->lockfd = ret;
 
 	if (s->opts.flags & CKPT_O_RESET) {
-		ret = ckpt__region_unlink(s->absdir, name);
-		if (ret < 0 && ret != -ENOENT)
-			goto fail;
 		/* Blank the slots before the new region exists: a flusher
 		 * (a sidecar) that adopts the new region must find nothing
-		 * of the old history to recover and publish into it. */
+		 * of the old history to recover and publish into it.  And
+		 * before the old region goes: it may carry a failed flush's
+		 * mark (flush.error), the only thing that says not to trust
+		 * a slot that write left; stopped in between (a crash, an
+		 * error), the old region over blank slots is refused as
+		 * damage, never the unsynced slot trusted.  (Blanking renames
+		 * new files over the slots, so a sidecar still writing from
+		 * the old region writes to the old, unlinked files.) */
 		if (!(s->opts.flags & CKPT_O_NOSLOTS)) {
 			ret = ckpt__slots_reset(s->sdirfd, name);
 			if (ret < 0)
 				goto fail;
 		}
+		ret = ckpt__region_unlink(s->absdir, name);
+		if (ret < 0 && ret != -ENOENT)
+			goto fail;
 	}
 	geom.ring_size = s->opts.ring_size;
 	geom.max_key = s->opts.max_key;

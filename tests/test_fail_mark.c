@@ -14,6 +14,9 @@
  *   - a reopen killed before that first write completes leaves the word
  *     set: the next open still distrusts the slot and does not publish its
  *     epoch as durable.
+ *   - a CKPT_O_RESET interrupted between its steps (here: blanking the
+ *     slots fails) must not leave the unsynced slot without its mark: the
+ *     next plain open still distrusts it.
  * The writes after the failure are slowed (injected latency) to hold that
  * window open.
  */
@@ -27,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -199,11 +203,56 @@ static void test_crash_before_first_write(void **state)
 	tu_rmdir(dir);
 }
 
+static void test_reset_interrupted(void **state)
+{
+	(void)state;
+	char *dir = tu_mkdtemp("failmark");
+	struct ckpt_fault_plan plan;
+	char tmp[1100], inner[1200];
+	ckpt_stream_t *s;
+	ckpt_opts_t o;
+	int64_t durable, failed, last;
+
+	last = fail_once(dir, &durable, &failed);
+	/* a directory where the reset makes its first blank slot: blanking
+	 * fails, as a crash at that point would stop it */
+	snprintf(tmp, sizeof(tmp), "%s/%s/slot-0.tmp", dir, NAME);
+	snprintf(inner, sizeof(inner), "%s/x", tmp);
+	assert_int_equal(mkdir(tmp, 0700), 0);
+	assert_int_equal(mkdir(inner, 0700), 0);
+	ckpt_opts_init(&o);
+	o.flags = CKPT_O_RESET;
+	int ret = ckpt_open(dir, NAME, &o, &s);
+	printf("interrupted reset: %s: %s\n", ckpt_strerror(ret),
+	       ckpt_last_error());
+	assert_true(ret < 0);
+	assert_int_equal(rmdir(inner), 0);
+	assert_int_equal(rmdir(tmp), 0);
+
+	/* the old region, and its mark, are still there: the next plain
+	 * open distrusts the unsynced slot and replays the ring */
+	assert_int_equal(region_error(dir), -EIO);
+	s = open_slow(dir, &plan);
+	printf("after it: recovered %lld, durable %lld (durable was %lld, "
+	       "the unsynced slot holds %lld)\n",
+	       (long long)ckpt_recovered_epoch(s),
+	       (long long)ckpt_durable_epoch(s), (long long)durable,
+	       (long long)failed);
+	assert_int_equal(ckpt_durable_epoch(s), durable);
+	assert_int_equal(ckpt_recovered_epoch(s), last);
+	check_value(s, last);
+	assert_int_equal(ckpt_wait_durable(s, last, 20000), 0);
+	assert_int_equal(ckpt_close(s), 0);
+	tu_unlink_regions(dir);
+	tu_rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_retry_keeps_mark_until_written),
 		cmocka_unit_test(test_crash_before_first_write),
+		cmocka_unit_test(test_reset_interrupted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
