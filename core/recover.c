@@ -27,8 +27,8 @@
 #include "stream.h"
 
 int ckpt__recover(const char *absdir, const char *name, int sdirfd,
-		  ckpt__region_t *rg, int reset, int release, ckpt__snap_t **snapp, ckpt__slots_t *slots,
-		  ckpt__rd_t *rd)
+		  ckpt__region_t *rg, int reset, int release,
+		  ckpt__snap_t **snapp, ckpt__slots_t *slots, ckpt__rd_t *rd)
 {
 	struct ckpt_region_flush *f = &rg->hdr->flush;
 	uint64_t rel0, durable_end;
@@ -201,7 +201,7 @@ int ckpt__stream_recover(ckpt_stream_t *s)
 	if (!thread) {
 		/* An open after a failure is the request to retry, as it is
 		 * in-process: the stream waits for a flusher now (a sidecar
-		 * takes it again, seeing the open generation move) instead of
+		 * takes a stream that is no longer FAILED) instead of
 		 * answering CKPT_EFAILED.  Only from FAILED, so a sidecar
 		 * that took it meanwhile is never overwritten; the error word
 		 * stays (recovery distrusts by it until a new write). */

@@ -328,19 +328,22 @@ static int examine(struct ent *e, const struct stat *shm_st)
 		}
 		return E_IGNORED;
 	}
-	/* A flusher failed it (EIO, a damaged ring...).  Its consumer's next
-	 * open is the request to retry, as an in-process reopen retries: that
-	 * open moves health from FAILED to NOFLUSHER (core/recover.c), and
-	 * that state, not an event, is what we go by.  Recovery below
-	 * distrusts any slot newer than the durable epoch while the error
-	 * word is set, and the new flusher clears it only after its first
-	 * write replaced that slot.  Pairs with fail()'s store_release of
-	 * error, then health, in core/flusher.c. */
+	/* A flusher failed it (EIO, a damaged ring...): health FAILED, the
+	 * state, not an event, we go by.  Its consumer's next open is the
+	 * request to retry, as an in-process reopen retries: that open moves
+	 * health from FAILED to NOFLUSHER (core/recover.c).  The error word
+	 * under any other health is the mark a retry keeps until its first
+	 * write (one that died first leaves it, with health HEALTHY): taking
+	 * such a stream is safe, since recovery below distrusts any slot
+	 * newer than the durable epoch while the word is set, and our
+	 * flusher clears it only after its first write replaced that slot.
+	 * Pairs with fail()'s store_release of error, then health, in
+	 * core/flusher.c. */
 	e->retrying = 0;
 	err = ckpt__load_acquire(&h->flush.error);
 	if (err) {
 		ckpt__why_get(&h->flush, why, sizeof(why));
-		if (ckpt__load_acquire(&h->flush.health) != CKPT_NOFLUSHER) {
+		if (ckpt__load_acquire(&h->flush.health) == CKPT_FAILED) {
 			ckpt__region_unmap(&rg);
 			e->failed_here = 1;
 			return refuse(e, L_WARN, err, "it failed (%s: %s); its "

@@ -14,6 +14,9 @@
  *   - a reopen killed before that first write completes leaves the word
  *     set: the next open still distrusts the slot and does not publish its
  *     epoch as durable.
+ *   - a sidecar takes a stream whose in-process retry died before its
+ *     first write (the mark set, health no longer "failed"), once its
+ *     consumer opens it with an external flusher;
  *   - a CKPT_O_RESET interrupted between its steps (here: blanking the
  *     slots fails) must not leave the unsynced slot without its mark: the
  *     next plain open still distrusts it.
@@ -40,6 +43,7 @@
 #include "layout.h"
 #include "regionmap.h"
 #include "shmckpt.h"
+#include "sidecar.h"
 #include "testutil.h"
 
 #define NAME "mark"
@@ -203,6 +207,72 @@ static void test_crash_before_first_write(void **state)
 	tu_rmdir(dir);
 }
 
+/* The killed retry of test_crash_before_first_write, then a sidecar. */
+static void test_sidecar_after_dead_retry(void **state)
+{
+	(void)state;
+	char *dir = tu_mkdtemp("failmark");
+	char log[PATH_MAX];
+	struct ckpt_fault_plan plan;
+	ckpt_status_t st;
+	ckpt_opts_t o;
+	int64_t durable, failed, last;
+	int *ready = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE,
+			  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(ready != MAP_FAILED);
+	sc_daemon(); /* finds <O>/bin/shmckptd, or skips saying why */
+	snprintf(log, sizeof(log), "%s.log", dir);
+	last = fail_once(dir, &durable, &failed);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		(void)open_slow(dir, &plan);
+		__atomic_store_n(ready, 1, __ATOMIC_RELEASE);
+		pause();
+		_exit(0);
+	}
+	while (!__atomic_load_n(ready, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	usleep(200000);
+	kill(pid, SIGKILL);
+	tu_wait(pid);
+	assert_int_equal(region_error(dir), -EIO); /* marked, not failed */
+
+	/* the consumer comes back with an external flusher, and a sidecar
+	 * serves the directory: it must take the stream (distrusting the
+	 * unsynced slot) and make everything durable */
+	ckpt_stream_t *s;
+	ckpt_opts_init(&o);
+	o.flusher = CKPT_FLUSHER_EXTERNAL;
+	assert_int_equal(ckpt_open(dir, NAME, &o, &s), 0);
+	assert_int_equal(ckpt_recovered_epoch(s), last);
+	pid_t sc = sc_start(dir, log, NULL);
+	int ret = ckpt_wait_durable(s, last, 20000);
+	if (ret != 0) {
+		sc_log_tail(log, 20);
+		fail_msg("wait_durable(%lld): %s", (long long)last,
+			 ckpt_strerror(ret));
+	}
+	assert_int_equal(ckpt_status(s, &st), 0);
+	assert_int_equal(st.health, CKPT_HEALTHY);
+	assert_int_equal(region_error(dir), 0);
+	int stc = sc_stop(sc);
+	assert_true(WIFEXITED(stc) && WEXITSTATUS(stc) == 0);
+	assert_int_equal(ckpt_close(s), 0);
+	/* and from the slots alone, exactly */
+	tu_unlink_regions(dir);
+	ckpt_opts_init(&o);
+	assert_int_equal(ckpt_open(dir, NAME, &o, &s), 0);
+	assert_int_equal(ckpt_recovered_epoch(s), last);
+	check_value(s, last);
+	assert_int_equal(ckpt_close(s), 0);
+	munmap(ready, sizeof(int));
+	sc_log_done(log);
+	tu_unlink_regions(dir);
+	tu_rmdir(dir);
+}
+
 static void test_reset_interrupted(void **state)
 {
 	(void)state;
@@ -252,6 +322,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_retry_keeps_mark_until_written),
 		cmocka_unit_test(test_crash_before_first_write),
+		cmocka_unit_test(test_sidecar_after_dead_retry),
 		cmocka_unit_test(test_reset_interrupted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
