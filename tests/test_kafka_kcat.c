@@ -24,15 +24,8 @@
 #include <unistd.h>
 
 #include "ckpt_kafka_ref.h"
+#include "kafkacheck.h"
 #include "testutil.h"
-
-#define OK(call)                                                           \
-	do {                                                               \
-		int rc_ = (call);                                          \
-		if (rc_ < 0)                                               \
-			fail_msg("%s = %d: %s", #call, rc_,                \
-				 ckpt_kafka_last_error());                 \
-	} while (0)
 
 #define TOPIC "kc"
 #define GROUP "kcg"
