@@ -209,25 +209,6 @@ static void child_main(struct ctl *c, const char *dir, uint64_t run,
 	_exit(0);
 }
 
-/* Wait for @pid at most @secs (a liveness bound, not a timing assertion);
- * past it, kill it so that no child outlives a failed test.  Returns the
- * wait status, or -1 if it had to be killed. */
-static int wait_bounded(pid_t pid, unsigned secs)
-{
-	uint64_t t0 = tu_now_ns();
-	int st;
-
-	while (waitpid(pid, &st, WNOHANG) != pid) {
-		if (tu_now_ns() - t0 > secs * 1000000000ull) {
-			kill(pid, SIGKILL);
-			tu_wait(pid);
-			return -1;
-		}
-		usleep(1000);
-	}
-	return st;
-}
-
 static void reset_run(struct ctl *c)
 {
 	STORE(&c->run, 0);
@@ -358,7 +339,7 @@ static void test_kill_runs(void **state)
 	assert_true(w >= 0);
 	if (w == 0)
 		child_main(c, dir, runs + 1, o, FINAL_EPOCHS);
-	st = wait_bounded(w, 120);
+	st = tu_wait_bounded(w, 120);
 	if (LOAD(&c->failed) || st != 0)
 		fail_msg("last consumer (status %d): %s%s%s", st, c->why,
 			 c->stuck[0] ? "; " : "", c->stuck);
@@ -495,7 +476,7 @@ static void test_kill_between_seal_and_publish(void **state)
 	assert_true(w >= 0);
 	if (w == 0)
 		window_main(c, dir);
-	int st = wait_bounded(w, 60);
+	int st = tu_wait_bounded(w, 60);
 	if (LOAD(&c->failed) || st != 0)
 		fail_msg("kill between seal and publication (status %d): %s", st,
 			 c->why);

@@ -231,25 +231,6 @@ static void reset_run(struct ctl *c, uint64_t run)
 	(void)run;
 }
 
-/* Wait for @pid at most @secs (a liveness bound, not a timing assertion);
- * past it, kill it so that no child outlives a failed test.  Returns the
- * wait status, or -1 if it had to be killed. */
-static int wait_bounded(pid_t pid, unsigned secs)
-{
-	uint64_t t0 = tu_now_ns();
-	int st;
-
-	while (waitpid(pid, &st, WNOHANG) != pid) {
-		if (tu_now_ns() - t0 > secs * 1000000000ull) {
-			kill(pid, SIGKILL);
-			tu_wait(pid);
-			return -1;
-		}
-		usleep(1000);
-	}
-	return st;
-}
-
 /* Wait until the child reaches @phase (or dies: fail with its reason). */
 static void await_phase(struct ctl *c, pid_t pid, int phase, uint64_t run,
 			const char *what)
@@ -385,7 +366,7 @@ static void test_powercut_runs(void **state)
 		assert_true(k >= 0);
 		if (k == 0)
 			checker_main(c, dir, run, o);
-		st = wait_bounded(k, 120);
+		st = tu_wait_bounded(k, 120);
 		if (LOAD(&c->failed) || st != 0)
 			fail_msg("run %llu (torn %d, cut at op %llu, %llu ops): "
 				 "checker (status %d): %s",

@@ -1,6 +1,7 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -96,6 +97,22 @@ int tu_wait(pid_t pid)
 	int st = 0;
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
+	return st;
+}
+
+int tu_wait_bounded(pid_t pid, unsigned secs)
+{
+	uint64_t t0 = tu_now_ns();
+	int st;
+
+	while (waitpid(pid, &st, WNOHANG) != pid) {
+		if (tu_now_ns() - t0 > secs * 1000000000ull) {
+			kill(pid, SIGKILL);
+			tu_wait(pid);
+			return -1;
+		}
+		usleep(1000);
+	}
 	return st;
 }
 

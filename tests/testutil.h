@@ -40,6 +40,11 @@ uint64_t tu_now_ns(void);
 /* Wait for @pid; returns its raw wait status. */
 int tu_wait(pid_t pid);
 
+/* Wait for @pid at most @secs (a liveness bound, not a timing assertion);
+ * past it, kill it so that no child outlives a failed test.  Returns the
+ * wait status, or -1 if it had to be killed. */
+int tu_wait_bounded(pid_t pid, unsigned secs);
+
 /* In a forked child: write the reason into @why (@cap bytes of memory the
  * parent shares and reads), raise *failed with release, and _exit(@code). */
 void tu_child_fail(char *why, size_t cap, int *failed, int code,
