@@ -128,6 +128,31 @@ static ckpt_stream_t *open_slow(const char *dir, struct ckpt_fault_plan *plan)
 	return s;
 }
 
+/* A retry (a reopen, slow writes) killed while its first write is in
+ * flight. */
+static void kill_retry_mid_write(const char *dir)
+{
+	struct ckpt_fault_plan plan;
+	int *ready = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE,
+			  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(ready != MAP_FAILED);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		(void)open_slow(dir, &plan);
+		__atomic_store_n(ready, 1, __ATOMIC_RELEASE);
+		pause();
+		_exit(0);
+	}
+	while (!__atomic_load_n(ready, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	usleep(200000); /* its first write is submitted, far from done */
+	kill(pid, SIGKILL);
+	tu_wait(pid);
+	munmap(ready, sizeof(int));
+}
+
 static void test_retry_keeps_mark_until_written(void **state)
 {
 	(void)state;
@@ -164,27 +189,9 @@ static void test_crash_before_first_write(void **state)
 	char *dir = tu_mkdtemp("failmark");
 	struct ckpt_fault_plan plan;
 	int64_t durable, failed, last;
-	int *ready = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE,
-			  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
-	assert_true(ready != MAP_FAILED);
 	last = fail_once(dir, &durable, &failed);
-
-	/* the retry dies while its first write is in flight */
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		ckpt_stream_t *s = open_slow(dir, &plan);
-		(void)s;
-		__atomic_store_n(ready, 1, __ATOMIC_RELEASE);
-		pause();
-		_exit(0);
-	}
-	while (!__atomic_load_n(ready, __ATOMIC_ACQUIRE))
-		usleep(1000);
-	usleep(200000); /* its first write is submitted, far from done */
-	kill(pid, SIGKILL);
-	tu_wait(pid);
+	kill_retry_mid_write(dir);
 	/* the mark survived the crash... */
 	assert_int_equal(region_error(dir), -EIO);
 
@@ -202,7 +209,6 @@ static void test_crash_before_first_write(void **state)
 	assert_int_equal(ckpt_wait_durable(s, last, 20000), 0);
 	assert_int_equal(region_error(dir), 0);
 	assert_int_equal(ckpt_close(s), 0);
-	munmap(ready, sizeof(int));
 	tu_unlink_regions(dir);
 	tu_rmdir(dir);
 }
@@ -213,30 +219,14 @@ static void test_sidecar_after_dead_retry(void **state)
 	(void)state;
 	char *dir = tu_mkdtemp("failmark");
 	char log[PATH_MAX];
-	struct ckpt_fault_plan plan;
 	ckpt_status_t st;
 	ckpt_opts_t o;
 	int64_t durable, failed, last;
-	int *ready = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE,
-			  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
-	assert_true(ready != MAP_FAILED);
 	sc_daemon(); /* finds <O>/bin/shmckptd, or skips saying why */
 	snprintf(log, sizeof(log), "%s.log", dir);
 	last = fail_once(dir, &durable, &failed);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		(void)open_slow(dir, &plan);
-		__atomic_store_n(ready, 1, __ATOMIC_RELEASE);
-		pause();
-		_exit(0);
-	}
-	while (!__atomic_load_n(ready, __ATOMIC_ACQUIRE))
-		usleep(1000);
-	usleep(200000);
-	kill(pid, SIGKILL);
-	tu_wait(pid);
+	kill_retry_mid_write(dir);
 	assert_int_equal(region_error(dir), -EIO); /* marked, not failed */
 
 	/* the consumer comes back with an external flusher, and a sidecar
@@ -267,7 +257,6 @@ static void test_sidecar_after_dead_retry(void **state)
 	assert_int_equal(ckpt_recovered_epoch(s), last);
 	check_value(s, last);
 	assert_int_equal(ckpt_close(s), 0);
-	munmap(ready, sizeof(int));
 	sc_log_done(log);
 	tu_unlink_regions(dir);
 	tu_rmdir(dir);
